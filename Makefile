@@ -1,0 +1,37 @@
+# Everyday commands. `make dev` and `make test` are the README's quick start.
+SHELL := /bin/bash
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen
+
+.PHONY: install dev test lint typecheck fmt inventory openapi migrate bench help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install:  ## create .venv from the lock (installs uv first if missing)
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(UV) sync --frozen --quiet
+
+dev: install  ## run every unit on http://127.0.0.1:$${PORT:-8080} (embedded services if unset)
+	$(RUN) python -m infra.dev
+
+test: install  ## lint, types, derived-file drift, then the whole suite on real PostgreSQL/Redis
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+	$(RUN) python -m infra.generate --check
+	$(RUN) pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+fmt: install  ## format and fix lint in place
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+inventory openapi: install  ## regenerate files derived from the registry
+	$(RUN) python -m infra.generate
+
+migrate: install  ## upgrade DATABASE_URL to the newest schema, create the first admin
+	$(RUN) python -m imangor.migrate
+
+bench: install  ## run the benchmarks (results go in the README)
+	$(RUN) python bench/cold_start.py

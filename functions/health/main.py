@@ -1,0 +1,47 @@
+"""health unit: liveness, readiness and Prometheus metrics."""
+
+from flask import Response
+
+from imangor.errors import ServiceUnavailable
+from imangor.observability import render_metrics
+from imangor.runtime import Unit
+from imangor.schemas.common import Output
+
+unit = Unit("health")
+
+
+class Health(Output):
+    status: str
+
+
+class Readiness(Output):
+    status: str
+    checks: dict[str, str]
+
+
+@unit.get("/health", access="public")
+def liveness() -> Health:
+    """Liveness: the process answers; touches no dependency."""
+    return Health(status="ok")
+
+
+@unit.get("/ready", access="public")
+def readiness() -> Readiness:
+    """Readiness: the database and Redis answer (503 naming what is down otherwise)."""
+    from imangor.services.health import check_dependencies
+
+    checks = check_dependencies()
+    down = sorted(name for name, state in checks.items() if state != "ok")
+    if down:
+        raise ServiceUnavailable(f"not ready: {', '.join(down)} unavailable", checks=checks)
+    return Readiness(status="ok", checks=checks)
+
+
+@unit.get("/metrics", access="public", raw=True)
+def metrics() -> Response:
+    """Prometheus text exposition of this instance's metrics."""
+    body, content_type = render_metrics()
+    return Response(body, content_type=content_type)
+
+
+health = unit.entry_point()

@@ -1,0 +1,1 @@
+"""Infrastructure helpers for local development, tests and deployment."""

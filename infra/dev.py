@@ -1,0 +1,101 @@
+"""`make dev`: every unit behind one local server, with the production paths.
+
+Each unit is loaded by functions-framework exactly as in production (`create_app(target,
+source)`); the only thing added here is the dispatch by first path segment, which comes from
+the registry, the same table the load balancer's URL map is generated from. With no
+DATABASE_URL / REDIS_URL, embedded PostgreSQL and Redis start with data under `.local/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ROOT / ".local"
+FALLBACK_UNIT = "health"  # answers unknown paths with a 404 problem, as the LB's default does
+
+log = logging.getLogger("imangor.dev")
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def build_app() -> WSGIApp:
+    """One WSGI app dispatching to each unit's functions-framework app by path prefix."""
+    import functions_framework
+
+    from imangor.runtime.registry import FUNCTIONS_DIR, REGISTRY, unit_names
+
+    apps = {
+        unit: functions_framework.create_app(  # type: ignore[no-untyped-call]
+            target=unit, source=str(FUNCTIONS_DIR / unit / "main.py")
+        )
+        for unit in unit_names()
+    }
+    prefixes = REGISTRY.path_prefixes()
+
+    def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        prefix = "/" + path.strip("/").split("/")[0]
+        unit = prefixes.get(prefix, FALLBACK_UNIT)
+        return apps[unit](environ, start_response)  # type: ignore[no-any-return]
+
+    return dispatch
+
+
+def start_services(stack: ExitStack) -> None:
+    """Embedded PostgreSQL / Redis for whichever of DATABASE_URL / REDIS_URL is unset."""
+    from infra.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    if not os.environ.get("DATABASE_URL") and not os.environ.get("INSTANCE_CONNECTION_NAME"):
+        log.info("no DATABASE_URL: starting embedded PostgreSQL (data in .local/postgres)")
+        os.environ["DATABASE_URL"] = stack.enter_context(EmbeddedPostgres(LOCAL / "postgres"))
+    if not os.environ.get("REDIS_URL"):
+        log.info("no REDIS_URL: starting embedded Redis (data in .local/redis)")
+        os.environ["REDIS_URL"] = stack.enter_context(EmbeddedRedis(LOCAL / "redis"))
+
+
+def main() -> int:
+    from werkzeug.serving import make_server
+
+    from imangor.config import get_settings
+    from imangor.observability import configure_logging
+
+    configure_logging("INFO")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our access log says it all
+    with ExitStack() as stack:
+        start_services(stack)
+        get_settings.cache_clear()
+        settings = get_settings()
+        from imangor.migrate import migrate
+
+        migrate()
+        server = make_server("127.0.0.1", settings.port, build_app(), threaded=True)
+        stop = threading.Event()
+
+        def shutdown(*_: object) -> None:
+            if not stop.is_set():
+                stop.set()
+                threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGINT, shutdown)
+        signal.signal(signal.SIGTERM, shutdown)
+        base = f"http://127.0.0.1:{server.port}"
+        print(
+            f"Imangor API ready on {base}\n  docs:  {base}/docs\n  redoc: {base}/redoc\n"
+            f"  health: {base}/health   (Ctrl-C stops everything)",
+            flush=True,
+        )
+        server.serve_forever()
+        log.info("stopping")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

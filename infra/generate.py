@@ -1,0 +1,55 @@
+"""Regenerate the files derived from the registry: the OpenAPI document (and, later, the
+Terraform inventory). `--check` exits 1 instead of writing when a committed file is stale.
+
+    python -m infra.generate [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from imangor.config import get_settings
+from imangor.runtime.openapi import build_openapi
+from imangor.runtime.registry import FUNCTIONS_DIR, REGISTRY, load_all_units
+
+ROOT = Path(__file__).resolve().parents[1]
+API_VERSION = "1.0.0"
+
+
+def derived_files() -> dict[Path, str]:
+    """Each derived file's path and the exact text the code says it must have."""
+    load_all_units()
+    document = build_openapi(REGISTRY, title=get_settings().project_name, version=API_VERSION)
+    return {FUNCTIONS_DIR / "docs" / "openapi.json": _json(document)}
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if a file is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in derived_files().items():
+        current = path.read_text() if path.exists() else None
+        if current == text:
+            continue
+        stale.append(path.relative_to(ROOT))
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if args.check and stale:
+        print(f"out of date (run `make inventory`): {', '.join(map(str, stale))}", file=sys.stderr)
+        return 1
+    for path in stale:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Imangor shared library: everything that is not a route."""

@@ -1,0 +1,109 @@
+"""Settings: every knob comes from the environment (or a local `.env`), validated at start.
+
+Outside local mode a missing or placeholder secret stops the process with a clear message
+instead of running with a guessable key.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "local-dev-secret"})
+LOCAL_SECRET = "local-dev-secret"  # noqa: S105 - refused when ENVIRONMENT=production
+
+
+class Settings(BaseSettings):
+    """Validated configuration; read once per process through `get_settings()`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    environment: Literal["local", "test", "production"] = Field(
+        "local", description="local or test relax secret checks; production enforces them"
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(LOCAL_SECRET), description="HMAC key for JWTs (HS256) and signed cursors"
+    )
+    jwt_issuer: str = Field("imangor", description="iss claim of access tokens")
+    jwt_audience: str = Field("imangor-api", description="aud claim of access tokens")
+    access_token_minutes: int = Field(15, ge=1, le=1440, description="access token lifetime")
+    jwt_leeway_seconds: int = Field(10, ge=0, le=300, description="clock skew tolerated")
+    project_name: str = Field("Imangor API", description="title of the OpenAPI document")
+    port: int = Field(8080, ge=1, le=65535, description="port of the local server")
+
+    database_url: str | None = Field(
+        None, description="postgresql://user:password@host:port/db; none = embedded in make dev"
+    )
+    instance_connection_name: str | None = Field(
+        None, description="project:region:instance; when set, the Cloud SQL connector is used"
+    )
+    db_user: str = Field("imangor", description="database user for the Cloud SQL connector")
+    db_password: SecretStr | None = Field(None, description="password; unset with IAM auth")
+    db_name: str = Field("imangor", description="database name for the Cloud SQL connector")
+    db_iam_auth: bool = Field(False, description="IAM database authentication (connector)")
+    db_ip_type: Literal["private", "public", "psc"] = Field("private", description="connector IP")
+    db_pool_size: int = Field(2, ge=1, le=50, description="connections kept per instance")
+    db_max_overflow: int = Field(2, ge=0, le=50, description="extra connections under bursts")
+    db_pool_timeout: float = Field(10.0, gt=0, description="seconds to wait for a connection")
+    db_pool_recycle: int = Field(1800, ge=30, description="seconds before a connection is renewed")
+    db_statement_timeout_ms: int = Field(15000, ge=0, description="per-statement limit, 0 = none")
+
+    redis_url: str | None = Field(None, description="redis://host:port/db; none = embedded")
+    redis_timeout: float = Field(0.5, gt=0, description="socket timeout of Redis calls (s)")
+
+    cors_origins: list[str] = Field(
+        default_factory=list, description='allowed origins, JSON list, e.g. ["https://app.x"]'
+    )
+    cors_max_age: int = Field(600, ge=0, description="seconds a browser caches a preflight")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
+    forwarded_hops: int = Field(
+        0, ge=0, le=5, description="X-Forwarded-For entries appended by our own proxies (LB: 2)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level")
+    gcp_project: str | None = Field(None, description="project id, for trace ids in logs")
+
+    argon2_time_cost: int = Field(2, ge=1, le=10, description="Argon2id iterations (t)")
+    argon2_memory_kib: int = Field(19456, ge=8192, description="Argon2id memory in KiB (m)")
+    argon2_parallelism: int = Field(1, ge=1, le=8, description="Argon2id lanes (p)")
+    first_admin_email: str | None = Field(None, description="first admin, created idempotently")
+    first_admin_password: SecretStr | None = Field(None, description="first admin's password")
+
+    @field_validator("database_url")
+    @classmethod
+    def _plain_postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgresql+pg8000://")):
+            raise ValueError("DATABASE_URL must look like postgresql://user:password@host:port/db")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must look like redis://host:port/db")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_are_real_outside_local(self) -> Settings:
+        if self.environment == "production":
+            key = self.secret_key.get_secret_value()
+            if key.lower() in PLACEHOLDER_SECRETS or len(key) < 32:
+                raise ValueError(
+                    "SECRET_KEY is missing or a placeholder: set a random value of at least 32 "
+                    "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+            if self.database_url is None and self.instance_connection_name is None:
+                raise ValueError("set DATABASE_URL or INSTANCE_CONNECTION_NAME in production")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.environment in ("local", "test")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use (so a bad value fails at start)."""
+    return Settings()

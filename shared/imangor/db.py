@@ -1,0 +1,116 @@
+"""Database engine and per-request sessions.
+
+The engine is built lazily from `DATABASE_URL` (pg8000) or, when `INSTANCE_CONNECTION_NAME` is
+set, from the Cloud SQL Python Connector, which is imported only then (≈1.4 s of import).
+The pool is small because every serverless instance has its own; Terraform bounds instances so
+that all pools together fit Cloud SQL's max_connections.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from imangor.config import Settings, get_settings
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_sessions = sessionmaker(autoflush=True, expire_on_commit=False)
+
+
+def sqlalchemy_url(plain_url: str) -> URL:
+    """`postgresql://...` as given by ops → the same URL with the pg8000 driver chosen."""
+    url = make_url(plain_url)
+    return url.set(drivername="postgresql+pg8000")
+
+
+def _cloud_sql_creator(settings: Settings) -> Any:
+    from google.cloud.sql.connector import Connector, IPTypes
+
+    instance = settings.instance_connection_name or ""
+    connector = Connector(refresh_strategy="lazy", ip_type=IPTypes[settings.db_ip_type.upper()])
+    password = settings.db_password.get_secret_value() if settings.db_password else None
+
+    def connect() -> Any:
+        return connector.connect(
+            instance,
+            "pg8000",
+            user=settings.db_user,
+            password=password,
+            db=settings.db_name,
+            enable_iam_auth=settings.db_iam_auth,
+        )
+
+    return connect
+
+
+def build_engine(settings: Settings) -> Engine:
+    """A new engine for these settings (tests and tools build their own; requests share one)."""
+    pool: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_recycle": settings.db_pool_recycle,
+        "pool_pre_ping": True,
+    }
+    if settings.instance_connection_name:
+        engine = create_engine("postgresql+pg8000://", creator=_cloud_sql_creator(settings), **pool)
+    elif settings.database_url:
+        engine = create_engine(sqlalchemy_url(settings.database_url), **pool)
+    else:
+        raise RuntimeError("no database configured: set DATABASE_URL or INSTANCE_CONNECTION_NAME")
+
+    timeout_ms = settings.db_statement_timeout_ms
+    if timeout_ms:
+
+        @event.listens_for(engine, "connect")
+        def _limit_statements(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET statement_timeout = {int(timeout_ms)}")
+            cursor.close()
+            dbapi_connection.commit()
+
+    return engine
+
+
+def get_engine() -> Engine:
+    """The process-wide engine, created on first use and reused by every request."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = build_engine(get_settings())
+    return _engine
+
+
+def dispose_engine() -> None:
+    """Close every pooled connection (tests, shutdown, after a fork)."""
+    global _engine
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = None
+
+
+def new_session() -> Session:
+    return _sessions(bind=get_engine())
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One unit of work: committed when the block ends, rolled back on any error."""
+    session = new_session()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,103 @@
+"""Errors as types. Services raise these; the runtime turns each into an RFC 9457 problem.
+
+A service never writes a status code: it says *what* went wrong (not found, conflict, ...) and
+the class carries the HTTP status the runtime answers with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    """Base of every error that becomes a problem document instead of a 500."""
+
+    status: ClassVar[int] = 400
+    title: ClassVar[str] = "Bad Request"
+    slug: ClassVar[str] = "bad-request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extensions = extensions
+
+
+class BadRequest(AppError):
+    """The request cannot be read at all (malformed JSON, undecodable body)."""
+
+
+class NotAuthenticated(AppError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+        # RFC 6750: a 401 for a bearer-protected resource names the scheme to use.
+        super().__init__(
+            detail, headers={"WWW-Authenticate": 'Bearer realm="imangor"'}, **extensions
+        )
+
+
+class PermissionDenied(AppError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(AppError):
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class MethodNotAllowed(AppError):
+    status, title, slug = 405, "Method Not Allowed", "method-not-allowed"
+
+    def __init__(self, allowed: list[str]) -> None:
+        allow = ", ".join(sorted(allowed))
+        super().__init__(f"allowed methods: {allow}", headers={"Allow": allow})
+
+
+class Conflict(AppError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status, title, slug = 413, "Content Too Large", "payload-too-large"
+
+
+class UnsupportedMediaType(AppError):
+    status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+class ValidationFailed(AppError):
+    """Input that parsed but broke a rule; `errors` lists each field path and message."""
+
+    status, title, slug = 422, "Unprocessable Content", "validation-failed"
+
+    def __init__(self, errors: list[dict[str, Any]], detail: str | None = None) -> None:
+        super().__init__(detail or "the request has invalid fields", errors=errors)
+
+
+class RateLimited(AppError):
+    status, title, slug = 429, "Too Many Requests", "rate-limited"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"too many requests, retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class ServiceUnavailable(AppError):
+    status, title, slug = 503, "Service Unavailable", "service-unavailable"
+
+
+class InternalError(AppError):
+    """Anything unexpected: the details go to the log, never to the client."""
+
+    status, title, slug = 500, "Internal Server Error", "internal-error"
+
+    def __init__(self) -> None:
+        super().__init__("an unexpected error occurred; quote the request id when reporting it")

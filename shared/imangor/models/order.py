@@ -1,0 +1,31 @@
+"""Orders: one product, a quantity, and a status that moves along a fixed path."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from imangor.models.base import Base, Timestamps, UUIDPrimaryKey
+
+ORDER_STATUSES = ("pending", "confirmed", "shipped", "cancelled")
+
+
+class Order(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "status IN ('pending', 'confirmed', 'shipped', 'cancelled')", name="status"
+        ),
+        Index("ix_orders_user_created", "user_id", "created_at", "id"),
+        Index("ix_orders_product", "product_id"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"))
+    quantity: Mapped[int]
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")

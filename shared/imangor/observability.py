@@ -1,0 +1,117 @@
+"""Structured logs in Cloud Logging's JSON format and Prometheus metrics.
+
+Every log line carries the request id and the trace of the request being served (from
+`X-Cloud-Trace-Context` or W3C `traceparent`), so one request's lines group in Logs Explorer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import traceback
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+trace_var: ContextVar[tuple[str, str | None] | None] = ContextVar("trace", default=None)
+
+_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d+))?")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+def parse_trace(cloud_trace: str | None, traceparent: str | None) -> tuple[str, str | None] | None:
+    """(trace id, span id) from Google's or the W3C header, else None."""
+    if traceparent and (m := _TRACEPARENT.match(traceparent.strip())):
+        return m.group(1), m.group(2)
+    if cloud_trace and (m := _CLOUD_TRACE.match(cloud_trace.strip())):
+        span = format(int(m.group(2)), "016x") if m.group(2) else None
+        return m.group(1), span
+    return None
+
+
+class CloudLoggingFormatter(logging.Formatter):
+    """One JSON object per line with the fields Cloud Logging lifts into the LogEntry."""
+
+    def __init__(self, project: str | None = None) -> None:
+        super().__init__()
+        self.project = project
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            # Error Reporting groups errors whose message holds the stack trace.
+            message = f"{message}\n{''.join(traceback.format_exception(*record.exc_info))}"
+        entry: dict[str, Any] = {
+            "severity": record.levelname,
+            "message": message,
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "logger": record.name,
+        }
+        if request_id := request_id_var.get():
+            entry["request_id"] = request_id
+        if trace := trace_var.get():
+            trace_id, span_id = trace
+            prefix = f"projects/{self.project}/traces/" if self.project else ""
+            entry["logging.googleapis.com/trace"] = f"{prefix}{trace_id}"
+            if span_id:
+                entry["logging.googleapis.com/spanId"] = span_id
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            entry.update(extra)
+        return json.dumps(entry, default=str)
+
+
+_configured = False
+
+
+def configure_logging(level: str = "INFO", project: str | None = None) -> None:
+    """Send every logger's records to stdout as JSON (idempotent)."""
+    global _configured
+    if _configured:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(CloudLoggingFormatter(project))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    _configured = True
+
+
+# Metric names are the ones ops' dashboards and alerts already use.
+REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from request received to response ready",
+    ["method", "endpoint", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ERRORS = Counter("app_errors_total", "Requests that ended in an error", ["error_type", "endpoint"])
+
+
+def _memory_bytes() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss)
+
+
+def _cpu_percent() -> float:
+    import psutil
+
+    return float(psutil.Process().cpu_percent(interval=None))
+
+
+Gauge("app_memory_usage_bytes", "Resident memory of this instance").set_function(_memory_bytes)
+Gauge("app_cpu_usage_percent", "CPU use of this instance since the last scrape").set_function(
+    _cpu_percent
+)
+
+
+def render_metrics(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
+    """The Prometheus text exposition of this process's metrics and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,77 @@
+"""Rate limits: an atomic sliding-window log per caller and endpoint, kept in Redis.
+
+The caller is the signed-in user (or API key), else the client IP. When Redis is unreachable
+the limit is skipped (fail-open) and a warning is logged: an outage of the limiter must not
+become an outage of the API. Endpoints that must fail closed say so (`fail_closed=True`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from imangor.errors import RateLimited, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from imangor.runtime.context import Context
+    from imangor.runtime.registry import Endpoint
+
+log = logging.getLogger(__name__)
+
+# KEYS[1]: window key. ARGV: limit, window (ms), now (ms), unique member.
+# Returns {allowed (0/1), remaining, ms until a slot frees}.
+SLIDING_WINDOW = """
+local key, limit, window, now = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
+local count = redis.call('ZCARD', key)
+if count < limit then
+  redis.call('ZADD', key, now, ARGV[4])
+  redis.call('PEXPIRE', key, window)
+  return {1, limit - count - 1, window}
+end
+local oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+return {0, 0, oldest + window - now}
+"""
+
+
+def hit(key: str, limit: int, window_seconds: int, *, fail_closed: bool = False) -> tuple[int, int]:
+    """Count one request against `key`; (remaining, seconds to reset), or raise RateLimited."""
+    from redis.exceptions import RedisError
+
+    from imangor.redis_client import get_redis
+
+    now_ms = int(time.time() * 1000)
+    try:
+        allowed, remaining, reset_ms = get_redis().eval(
+            SLIDING_WINDOW, 1, f"rl:{key}", limit, window_seconds * 1000, now_ms, uuid.uuid4().hex
+        )
+    except RedisError as exc:
+        if fail_closed:
+            raise ServiceUnavailable("rate limiting is unavailable; try again shortly") from exc
+        log.warning("rate limiter unavailable, allowing %s: %s", key, exc)
+        return limit, window_seconds
+    reset = max(1, -(-int(reset_ms) // 1000))
+    if not allowed:
+        raise RateLimited(reset)
+    return int(remaining), reset
+
+
+def enforce(endpoint: Endpoint, ctx: Context) -> None:
+    """Apply the endpoint's declared limit to this caller and report it in the headers."""
+    rule = endpoint.rate_limit
+    if rule is None:
+        return
+    caller = f"user:{ctx.principal.user_id}" if ctx.principal else f"ip:{ctx.client_ip}"
+    key = f"{endpoint.method}:{endpoint.path}:{caller}"
+    headers = {"RateLimit-Limit": str(rule.limit)}
+    try:
+        remaining, reset = hit(key, rule.limit, rule.window)
+    except RateLimited as exc:
+        exc.headers.update(
+            headers, **{"RateLimit-Remaining": "0", "RateLimit-Reset": exc.headers["Retry-After"]}
+        )
+        raise
+    headers.update({"RateLimit-Remaining": str(remaining), "RateLimit-Reset": str(reset)})
+    ctx.response_headers.update(headers)

@@ -1,0 +1,178 @@
+"""The one registry: every endpoint declares itself here, and everything else is derived.
+
+Unit entry points, the local server's routing, the OpenAPI document and the Terraform
+inventory all read `REGISTRY`; nothing keeps a second list that could drift from the code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+# Who may call an endpoint. "user" is any signed-in account; staff and admin are minimum roles
+# (admin ⊃ staff ⊃ customer); "service" is a Google-signed OIDC token (Cloud Tasks/Scheduler).
+Access = Literal["public", "user", "staff", "admin", "service"]
+INPUTS = ("path", "query", "headers", "body")
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+_PARAM = re.compile(r"{(\w+)}")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """`limit` requests per `window` seconds, per caller (user or API key, else client IP)."""
+
+    limit: int
+    window: int
+
+
+@dataclass(frozen=True, eq=False)  # identity: endpoints are keys of the route map
+class Endpoint:
+    unit: str
+    method: str
+    path: str  # OpenAPI template, e.g. /items/{item_id}
+    func: Callable[..., Any]
+    access: Access
+    status: int
+    inputs: dict[str, type[BaseModel]]  # which of path/query/headers/body, and their models
+    wants_ctx: bool
+    response: type[BaseModel] | None
+    media_types: tuple[str, ...]
+    rate_limit: RateLimit | None
+    scopes: tuple[str, ...]
+    summary: str
+    description: str
+    raw: bool = False  # returns a flask/werkzeug Response itself (docs pages, metrics)
+
+    @property
+    def name(self) -> str:
+        return self.func.__name__
+
+    @property
+    def werkzeug_rule(self) -> str:
+        return _PARAM.sub(r"<\1>", self.path)
+
+
+@dataclass
+class Registry:
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    def add(self, endpoint: Endpoint) -> None:
+        for other in self.endpoints:
+            if (other.method, other.path) == (endpoint.method, endpoint.path):
+                raise ValueError(f"{endpoint.method} {endpoint.path} is declared twice")
+        self.endpoints.append(endpoint)
+
+    def for_unit(self, unit: str) -> list[Endpoint]:
+        return [e for e in self.endpoints if e.unit == unit]
+
+    def units(self) -> list[str]:
+        return sorted({e.unit for e in self.endpoints})
+
+    def path_prefixes(self) -> dict[str, str]:
+        """First path segment → unit; the load balancer and the dev server route by this."""
+        prefixes: dict[str, str] = {}
+        for e in self.endpoints:
+            prefix = "/" + e.path.strip("/").split("/")[0]
+            owner = prefixes.setdefault(prefix, e.unit)
+            if owner != e.unit:
+                raise ValueError(f"{prefix} is claimed by both {owner} and {e.unit}")
+        return prefixes
+
+
+REGISTRY = Registry()
+
+
+def endpoint_from_function(
+    func: Callable[..., Any],
+    *,
+    unit: str,
+    method: str,
+    path: str,
+    access: Access,
+    status: int,
+    media_types: tuple[str, ...],
+    rate_limit: RateLimit | None,
+    scopes: tuple[str, ...],
+    raw: bool,
+) -> Endpoint:
+    """Read an endpoint's inputs and output from its signature: the declaration is the code."""
+    hints = typing.get_type_hints(func)
+    inputs: dict[str, type[BaseModel]] = {}
+    wants_ctx = False
+    for name in inspect.signature(func).parameters:
+        if name == "ctx":
+            wants_ctx = True
+        elif (
+            name in INPUTS
+            and isinstance(hints.get(name), type)
+            and issubclass(hints[name], BaseModel)
+        ):
+            inputs[name] = hints[name]
+        else:
+            raise TypeError(
+                f"{func.__qualname__}: parameter {name!r} must be one of {INPUTS} annotated "
+                "with a pydantic model, or ctx"
+            )
+    declared = set(_PARAM.findall(path))
+    path_fields = set(inputs["path"].model_fields) if "path" in inputs else set()
+    if declared != path_fields:
+        raise TypeError(f"{func.__qualname__}: path {path} needs a path model with {declared}")
+    returned = hints.get("return")
+    response = returned if isinstance(returned, type) and issubclass(returned, BaseModel) else None
+    doc = inspect.getdoc(func) or func.__name__.replace("_", " ").capitalize()
+    summary, _, description = doc.partition("\n")
+    return Endpoint(
+        unit=unit,
+        method=method,
+        path=path,
+        func=func,
+        access=access,
+        status=status,
+        inputs=inputs,
+        wants_ctx=wants_ctx,
+        response=response,
+        media_types=media_types,
+        rate_limit=rate_limit,
+        scopes=scopes,
+        summary=summary.strip(),
+        description=description.strip(),
+        raw=raw,
+    )
+
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+
+
+def load_unit_module(unit: str, functions_dir: Path = FUNCTIONS_DIR) -> ModuleType:
+    """Import functions/<unit>/main.py the way functions-framework does (by file path)."""
+    name = f"imangor_unit_{unit}"
+    if name in sys.modules:
+        return sys.modules[name]
+    source = functions_dir / unit / "main.py"
+    spec = importlib.util.spec_from_file_location(name, source)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no unit at {source}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def unit_names(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
+    return sorted(p.parent.name for p in functions_dir.glob("*/main.py"))
+
+
+def load_all_units(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, ModuleType]:
+    """Every unit module, so REGISTRY holds every endpoint (for docs, inventory, dev server)."""
+    return {unit: load_unit_module(unit, functions_dir) for unit in unit_names(functions_dir)}

@@ -1,0 +1,47 @@
+"""Base models shared by every resource's schemas."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Input(BaseModel):
+    """Request models refuse fields they do not know, so a typo is an error, not a no-op."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Output(BaseModel):
+    """Response models are read straight from ORM objects."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(Output, Generic[T]):
+    """One page of a list; pass `next_cursor` back as `cursor` for the next one."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class PageQuery(Input):
+    limit: int = Field(20, ge=1, le=100, description="page size")
+    cursor: str | None = Field(None, max_length=512, description="opaque; from next_cursor")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document (application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="for 422: each failing field's loc/field path, message and type"
+    )

@@ -1,0 +1,1 @@
+"""Domain logic per resource: no flask, no HTTP status codes."""

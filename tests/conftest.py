@@ -1,0 +1,160 @@
+"""Test services: a real PostgreSQL and Redis, never the developer's dev data.
+
+Order of preference: TEST_DATABASE_URL / TEST_REDIS_URL; else a fresh database (and a Redis
+db index of its own) on the local servers at 127.0.0.1:5432 / 6379; else embedded servers that
+this session starts and stops. Each test starts from empty tables and an empty Redis db.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS = ("127.0.0.1", 6379)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+def _fresh_database(admin_url: str, name: str) -> str:
+    """Drop and create `name` on the server of admin_url; return its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from imangor.db import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(admin_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[dict[str, str]]:
+    """DATABASE_URL and REDIS_URL for this test session (worker)."""
+    index = _worker_index()
+    with ExitStack() as stack:
+        admin_url = os.environ.get("TEST_DATABASE_URL")
+        if not admin_url:
+            if _answers("127.0.0.1", 5432):
+                admin_url = LOCAL_PG
+            else:
+                from infra.embedded import EmbeddedPostgres
+
+                tmp = stack.enter_context(_tmpdir("pg"))
+                admin_url = stack.enter_context(EmbeddedPostgres(tmp))
+        database_url = _fresh_database(admin_url, f"imangor_test_{index}")
+        redis_url = os.environ.get("TEST_REDIS_URL")
+        if not redis_url:
+            if _answers(*LOCAL_REDIS):
+                redis_url = f"redis://127.0.0.1:6379/{15 - index}"
+            else:
+                from infra.embedded import EmbeddedRedis
+
+                tmp = stack.enter_context(_tmpdir("redis"))
+                redis_url = stack.enter_context(EmbeddedRedis(tmp))
+        yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "ADMIN_URL": admin_url}
+
+
+def _tmpdir(kind: str) -> Any:
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix=f"imangor-test-{kind}-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def configured(services: dict[str, str]) -> Iterator[None]:
+    """Point the app's settings at the test services and migrate the schema once."""
+    saved = dict(os.environ)
+    os.environ.update(
+        ENVIRONMENT="test",
+        DATABASE_URL=services["DATABASE_URL"],
+        REDIS_URL=services["REDIS_URL"],
+        SECRET_KEY="test-secret-key-that-is-long-enough-0123456789",
+        ARGON2_MEMORY_KIB="8192",  # faster hashing in tests; production uses OWASP's 19 MiB
+        ARGON2_TIME_COST="1",
+    )
+    for key in ("INSTANCE_CONNECTION_NAME", "FIRST_ADMIN_EMAIL", "FIRST_ADMIN_PASSWORD"):
+        os.environ.pop(key, None)
+    from imangor.config import get_settings
+    from imangor.migrate import upgrade
+
+    get_settings.cache_clear()
+    upgrade()
+    yield
+    from imangor.db import dispose_engine
+    from imangor.redis_client import reset_redis
+
+    dispose_engine()
+    reset_redis()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(configured: None) -> Iterator[None]:
+    """Every test starts with empty tables and an empty Redis db."""
+    yield
+    from sqlalchemy import text
+
+    from imangor.db import get_engine
+    from imangor.models import Base
+    from imangor.redis_client import get_redis
+
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with get_engine().begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    try:
+        get_redis().flushdb()
+    except Exception:  # a test that stopped Redis on purpose
+        from imangor.redis_client import reset_redis
+
+        reset_redis()
+
+
+@pytest.fixture(scope="session")
+def app(configured: None) -> Any:
+    """The whole API as one WSGI app: every unit, through functions-framework."""
+    from infra.dev import build_app
+
+    return build_app()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    from werkzeug.test import Client
+
+    return Client(app)
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Any) -> Iterator[str]:
+    """The API served over real HTTP on a free loopback port."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.shutdown()
