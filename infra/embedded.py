@@ -60,7 +60,14 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     import psutil
 
-__all__ = ["PG_DATABASE", "PG_ROLE", "PG_SYSTEM_USER", "EmbeddedPostgres", "EmbeddedRedis"]
+__all__ = [
+    "PG_DATABASE",
+    "PG_ROLE",
+    "PG_SYSTEM_USER",
+    "EmbeddedPostgres",
+    "EmbeddedRedis",
+    "EmbeddedServerError",
+]
 
 _log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""Regenerate the files derived from the registry: the OpenAPI document (and, later, the
-Terraform inventory). `--check` exits 1 instead of writing when a committed file is stale.
+"""Regenerate the files derived from the registry: the OpenAPI document and the Terraform
+inventory (units, their routes and runtime, queues, schedules). `--check` exits 1 instead of
+writing when a committed file is stale, so drift fails the build.
 
     python -m infra.generate [--check]
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from imangor.config import get_settings
@@ -23,7 +25,39 @@ def derived_files() -> dict[Path, str]:
     """Each derived file's path and the exact text the code says it must have."""
     load_all_units()
     document = build_openapi(REGISTRY, title=get_settings().project_name, version=API_VERSION)
-    return {FUNCTIONS_DIR / "docs" / "openapi.json": _json(document)}
+    return {
+        FUNCTIONS_DIR / "docs" / "openapi.json": _json(document),
+        ROOT / "terraform" / "generated" / "inventory.json": _json(inventory()),
+    }
+
+
+def inventory() -> dict[str, object]:
+    """What Terraform deploys, read from the code: one Cloud Run service per unit (with the
+    path prefixes the load balancer sends to it), the task queues and the scheduled jobs."""
+    from imangor.config import Settings
+    from imangor.tasks.queues import QUEUES
+
+    defaults = Settings.model_fields
+    prefixes = REGISTRY.path_prefixes()
+    units = {}
+    for unit in REGISTRY.units():
+        deploy = asdict(REGISTRY.deploys[unit])
+        deploy["needs"] = sorted(deploy["needs"])
+        units[unit] = {
+            **deploy,
+            "paths": sorted(p for p, owner in prefixes.items() if owner == unit),
+            "entry_point": unit,
+            "source": f"functions/{unit}/main.py",
+        }
+    return {
+        "units": units,
+        "database_pool": {
+            "pool_size": defaults["db_pool_size"].default,
+            "max_overflow": defaults["db_max_overflow"].default,
+        },
+        "queues": {name: asdict(q) for name, q in QUEUES.items()},
+        "schedules": {},
+    }
 
 
 def _json(value: object) -> str:

@@ -13,10 +13,10 @@ from werkzeug import Response
 from werkzeug.utils import send_from_directory
 
 import imangor
-from imangor.runtime import Unit
+from imangor.runtime import Deploy, Unit
 from imangor.schemas.common import Input
 
-unit = Unit("docs")
+unit = Unit("docs", Deploy(needs=(), memory="256Mi", max_instances=3))
 HERE = Path(__file__).resolve().parent
 STATIC = Path(imangor.__file__).resolve().parent / "static"
 YEAR = 365 * 24 * 3600

@@ -4,10 +4,11 @@ from flask import Response
 
 from imangor.errors import ServiceUnavailable
 from imangor.observability import render_metrics
-from imangor.runtime import Unit
+from imangor.runtime import Deploy, Unit
 from imangor.schemas.common import Output
 
-unit = Unit("health")
+# /ready reaches the database and Redis; the rest touches nothing.
+unit = Unit("health", Deploy(memory="256Mi", max_instances=3))
 
 
 class Health(Output):

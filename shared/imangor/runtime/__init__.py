@@ -1,7 +1,7 @@
 """The function runtime: declare endpoints on a Unit; the runtime does the HTTP around them."""
 
 from imangor.runtime.context import Context
-from imangor.runtime.registry import FORM, JSON, REGISTRY, Endpoint, RateLimit
+from imangor.runtime.registry import FORM, JSON, REGISTRY, Deploy, Endpoint, RateLimit
 from imangor.runtime.unit import Unit
 
-__all__ = ["FORM", "JSON", "REGISTRY", "Context", "Endpoint", "RateLimit", "Unit"]
+__all__ = ["FORM", "JSON", "REGISTRY", "Context", "Deploy", "Endpoint", "RateLimit", "Unit"]

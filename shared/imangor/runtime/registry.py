@@ -36,6 +36,27 @@ class RateLimit:
     window: int
 
 
+Need = Literal["database", "redis", "storage", "tasks"]
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """How a unit runs on Cloud Run; Terraform reads this through the generated inventory.
+
+    `needs` drives least privilege: a unit gets the Cloud SQL, Redis, bucket or Cloud Tasks
+    roles and secrets only for what it lists.
+    """
+
+    needs: tuple[Need, ...] = ("database", "redis")
+    memory: str = "512Mi"
+    cpu: str = "1"
+    min_instances: int = 0
+    max_instances: int = 10
+    concurrency: int = 8  # requests per instance; functions-framework runs 4×CPU threads
+    timeout_seconds: int = 60
+    internal: bool = False  # only reachable from inside Google (Cloud Tasks, Scheduler)
+
+
 @dataclass(frozen=True, eq=False)  # identity: endpoints are keys of the route map
 class Endpoint:
     unit: str
@@ -66,11 +87,20 @@ class Endpoint:
 @dataclass
 class Registry:
     endpoints: list[Endpoint] = field(default_factory=list)
+    deploys: dict[str, Deploy] = field(default_factory=dict)
 
     def add(self, endpoint: Endpoint) -> None:
-        for other in self.endpoints:
+        """Register an endpoint; a unit module executed again (functions-framework and the
+        docs generator each load units by path) replaces its own earlier declaration."""
+        for index, other in enumerate(self.endpoints):
             if (other.method, other.path) == (endpoint.method, endpoint.path):
-                raise ValueError(f"{endpoint.method} {endpoint.path} is declared twice")
+                if other.unit != endpoint.unit:
+                    raise ValueError(
+                        f"{endpoint.method} {endpoint.path} is declared by {other.unit} "
+                        f"and {endpoint.unit}"
+                    )
+                self.endpoints[index] = endpoint
+                return
         self.endpoints.append(endpoint)
 
     def for_unit(self, unit: str) -> list[Endpoint]:
@@ -174,5 +204,5 @@ def unit_names(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
 
 
 def load_all_units(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, ModuleType]:
-    """Every unit module, so REGISTRY holds every endpoint (for docs, inventory, dev server)."""
+    """Every unit module, so REGISTRY holds every endpoint (for docs and the inventory)."""
     return {unit: load_unit_module(unit, functions_dir) for unit in unit_names(functions_dir)}

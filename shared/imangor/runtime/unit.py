@@ -39,6 +39,7 @@ from imangor.runtime.registry import (
     JSON,
     REGISTRY,
     Access,
+    Deploy,
     Endpoint,
     RateLimit,
     Registry,
@@ -54,9 +55,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 class Unit:
     """A named group of endpoints served by one function entry point."""
 
-    def __init__(self, name: str, registry: Registry = REGISTRY) -> None:
+    def __init__(
+        self, name: str, deploy: Deploy | None = None, registry: Registry = REGISTRY
+    ) -> None:
         self.name = name
         self.registry = registry
+        registry.deploys[name] = deploy or Deploy()
         configure_logging(get_settings().log_level, get_settings().gcp_project)
 
     # -- declaring endpoints -------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Background work on Cloud Tasks: queues, the outbox, handlers and scheduled jobs."""
