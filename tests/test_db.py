@@ -21,10 +21,14 @@ def test_session_scope_commits_on_success() -> None:
 
 
 def test_session_scope_rolls_back_on_error() -> None:
-    with pytest.raises(RuntimeError), session_scope() as session:
-        session.add(User(email="b@example.com", full_name="B"))
-        session.flush()  # the row reached the database...
-        raise RuntimeError("boom")
+    def half_written() -> None:
+        with session_scope() as session:
+            session.add(User(email="b@example.com", full_name="B"))
+            session.flush()  # the row reached the database...
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        half_written()
     assert _count() == 0  # ...and is gone
 
 
