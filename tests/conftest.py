@@ -158,3 +158,51 @@ def live_server(app: Any) -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.port}"
     server.shutdown()
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+
+class Account:
+    """A user created directly in the database, with a valid access token."""
+
+    def __init__(self, user_id: Any, email: str, password: str, role: str, token: str) -> None:
+        self.id = user_id
+        self.email = email
+        self.password = password
+        self.role = role
+        self.token = token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_account(configured: None) -> Any:
+    """make_account(role="customer", email=None) -> Account (password hashed for real)."""
+    import uuid
+
+    from imangor.auth.passwords import hash_password
+    from imangor.auth.tokens import issue_access_token
+    from imangor.db import session_scope
+    from imangor.models import User
+
+    def make(role: str = "customer", email: str | None = None) -> Account:
+        email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+        password = "correct horse battery staple"
+        with session_scope() as session:
+            user = User(
+                email=email,
+                hashed_password=hash_password(password),
+                role=role,
+                full_name=role.title(),
+                email_verified=True,
+            )
+            session.add(user)
+            session.flush()
+            user_id = user.id
+        token, _ = issue_access_token(user_id, role)
+        return Account(user_id, email, password, role, token)
+
+    return make

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,3 +22,5 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     role: Mapped[str] = mapped_column(String(16), default="customer", server_default="customer")
     is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
     email_verified: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # Access tokens issued before this instant are refused (set by a password reset).
+    tokens_valid_after: Mapped[datetime | None]

@@ -1,0 +1,73 @@
+"""Keyset pagination with opaque, signed cursors.
+
+A cursor carries the sort key of the last row served and a fingerprint of the query it came
+from; it is signed, so a client can neither forge one nor replay it against another query
+(both are a 422 on `cursor`, never a 500 or a silently wrong page).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from imangor.config import get_settings
+from imangor.errors import ValidationFailed
+
+T = TypeVar("T")
+
+
+def fingerprint(kind: str, **filters: Any) -> str:
+    """A short stable digest of a query's identity (resource, filters, sort order)."""
+    canonical = json.dumps([kind, filters], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _sign(payload: bytes) -> bytes:
+    key = get_settings().secret_key.get_secret_value().encode()
+    return hmac.new(key, b"cursor:" + payload, hashlib.sha256).digest()[:16]
+
+
+def encode_cursor(query: str, key: Sequence[Any]) -> str:
+    payload = json.dumps({"q": query, "k": list(key)}, default=str, separators=(",", ":"))
+    raw = payload.encode()
+    return base64.urlsafe_b64encode(_sign(raw) + raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, query: str) -> list[Any]:
+    """The sort key stored in `cursor`, after checking it was made by us for this query."""
+    try:
+        blob = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        signature, raw = blob[:16], blob[16:]
+        valid = hmac.compare_digest(signature, _sign(raw))
+        data = json.loads(raw) if valid else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("k"), list):
+        raise _invalid("the cursor is not one this API issued")
+    if data.get("q") != query:
+        raise _invalid("the cursor belongs to another query; start again without it")
+    return data["k"]
+
+
+def _invalid(message: str) -> ValidationFailed:
+    error = {
+        "loc": ["query", "cursor"],
+        "field": "query.cursor",
+        "message": message,
+        "type": "cursor_invalid",
+    }
+    return ValidationFailed([error], detail=message)
+
+
+def paginate(
+    rows: Sequence[T], limit: int, query: str, key: Callable[[T], Sequence[Any]]
+) -> tuple[list[T], str | None]:
+    """Cut `rows` (fetched with limit + 1) to a page and make the next page's cursor."""
+    page = list(rows[:limit])
+    if len(rows) <= limit or not page:
+        return page, None
+    return page, encode_cursor(query, key(page[-1]))
