@@ -78,25 +78,25 @@ def _html(page: str) -> Response:
     return response
 
 
-@unit.get("/openapi.json", access="public", raw=True)
+@unit.get("/openapi.json", access="public", rate_limit="off", raw=True)
 def openapi_document() -> Response:
     """The OpenAPI 3.1 document of every unit."""
     return Response(_document(), mimetype="application/json")
 
 
-@unit.get("/docs", access="public", raw=True)
+@unit.get("/docs", access="public", rate_limit="off", raw=True)
 def swagger_ui() -> Response:
     """Swagger UI, served without any CDN."""
     return _html(SWAGGER_PAGE)
 
 
-@unit.get("/redoc", access="public", raw=True)
+@unit.get("/redoc", access="public", rate_limit="off", raw=True)
 def redoc() -> Response:
     """ReDoc, served without any CDN."""
     return _html(REDOC_PAGE)
 
 
-@unit.get("/docs/static/{package}/{asset}", access="public", raw=True)
+@unit.get("/docs/static/{package}/{asset}", access="public", rate_limit="off", raw=True)
 def static_asset(path: AssetPath) -> Response:
     """The pages' JavaScript and CSS, cached by browsers for a year."""
     from flask import request

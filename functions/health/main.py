@@ -20,13 +20,13 @@ class Readiness(Output):
     checks: dict[str, str]
 
 
-@unit.get("/health", access="public")
+@unit.get("/health", access="public", rate_limit="off")
 def liveness() -> Health:
     """Liveness: the process answers; touches no dependency."""
     return Health(status="ok")
 
 
-@unit.get("/ready", access="public")
+@unit.get("/ready", access="public", rate_limit="off")
 def readiness() -> Readiness:
     """Readiness: the database and Redis answer (503 naming what is down otherwise)."""
     from imangor.services.health import check_dependencies
@@ -38,7 +38,7 @@ def readiness() -> Readiness:
     return Readiness(status="ok", checks=checks)
 
 
-@unit.get("/metrics", access="public", raw=True)
+@unit.get("/metrics", access="public", rate_limit="off", raw=True)
 def metrics() -> Response:
     """Prometheus text exposition of this instance's metrics."""
     body, content_type = render_metrics()

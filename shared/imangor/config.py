@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     forwarded_hops: int = Field(
         0, ge=0, le=5, description="X-Forwarded-For entries appended by our own proxies (LB: 2)"
     )
+    rate_limit_default: str = Field(
+        "120/60", pattern=r"^\d+/\d+$", description="requests/seconds per caller and endpoint"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level")
     gcp_project: str | None = Field(None, description="project id, for trace ids in logs")
 

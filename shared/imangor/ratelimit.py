@@ -59,11 +59,17 @@ def hit(key: str, limit: int, window_seconds: int, *, fail_closed: bool = False)
 
 
 def enforce(endpoint: Endpoint, ctx: Context) -> None:
-    """Apply the endpoint's declared limit to this caller and report it in the headers."""
+    """Apply the endpoint's limit (its own or RATE_LIMIT_DEFAULT) to this caller and report
+    it in the RateLimit-* headers."""
+    from imangor.config import get_settings
+    from imangor.runtime.registry import RateLimit
+
     rule = endpoint.rate_limit
-    if rule is None:
+    if rule == "off":
         return
-    caller = f"user:{ctx.principal.user_id}" if ctx.principal else f"ip:{ctx.client_ip}"
+    if rule == "default":
+        rule = RateLimit.parse(get_settings().rate_limit_default)
+    caller = _caller(ctx)
     key = f"{endpoint.method}:{endpoint.path}:{caller}"
     headers = {"RateLimit-Limit": str(rule.limit)}
     try:
@@ -75,3 +81,12 @@ def enforce(endpoint: Endpoint, ctx: Context) -> None:
         raise
     headers.update({"RateLimit-Remaining": str(remaining), "RateLimit-Reset": str(reset)})
     ctx.response_headers.update(headers)
+
+
+def _caller(ctx: Context) -> str:
+    principal = ctx.principal
+    if principal is None:
+        return f"ip:{ctx.client_ip}"
+    if principal.key_id is not None:
+        return f"key:{principal.key_id}"
+    return f"user:{principal.user_id}"

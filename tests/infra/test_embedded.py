@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from infra.embedded import (  # noqa: E402
     EmbeddedRedis,
     EmbeddedServerError,
 )
+
 PG_URL = r"postgresql://postgres@127\.0\.0\.1:\d+/imangor"
 REDIS_URL = r"redis://127\.0\.0\.1:\d+/0"
 
@@ -142,6 +144,7 @@ def test_postgres_keeps_data_between_runs(tmp_path: Path) -> None:
     pg = EmbeddedPostgres(data_dir)
     url = pg.start()
     try:
+        assert re.fullmatch(PG_URL, url)
         assert pg.start() == url  # idempotent
         port = urlsplit(url).port
         assert port is not None and port != 5432
@@ -215,6 +218,7 @@ def test_redis_keeps_data_and_recovers(
     rd = EmbeddedRedis(data_dir)
     url = rd.start()
     try:
+        assert re.fullmatch(REDIS_URL, url)
         port = urlsplit(url).port
         assert port is not None and port != 6379
         assert rd.pid is not None

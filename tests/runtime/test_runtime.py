@@ -43,7 +43,6 @@ def test_valid_request_returns_typed_json(sample: Client) -> None:
         "tags": ["x", "y"],
         "key": None,
     }
-    assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -54,6 +53,7 @@ def test_body_headers_status_and_extra_headers(sample: Client) -> None:
     assert response.status_code == 201
     assert response.json["key"] == "k-1"
     assert response.headers["Location"] == "/things/1"
+    assert response.headers["Cache-Control"] == "no-store"  # the default for API answers
 
 
 def test_form_body_is_accepted_where_declared(sample: Client) -> None:
@@ -262,3 +262,48 @@ def test_metrics_count_requests_and_errors(sample: Client, client: Client) -> No
 
 def test_uuid_helper_roundtrip() -> None:
     assert uuid.UUID(THING.rsplit("/", 1)[1])
+
+
+def test_etag_and_304(sample: Client) -> None:
+    first = sample.get(THING)
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "public, max-age=30"
+    again = sample.get(THING, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.get_data() == b""
+    assert again.headers["ETag"] == etag
+    assert sample.get(THING, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_rate_limit_headers_then_429_with_retry_after(sample: Client) -> None:
+    headers = {"X-Forwarded-For": "203.0.113.9"}
+    for remaining in (2, 1, 0):
+        response = sample.get("/limited", headers=headers)
+        assert response.status_code == 204
+        assert response.headers["RateLimit-Limit"] == "3"
+        assert response.headers["RateLimit-Remaining"] == str(remaining)
+        assert 0 < int(response.headers["RateLimit-Reset"]) <= 60
+    blocked = sample.get("/limited", headers=headers)
+    problem(blocked, 429)
+    assert 0 < int(blocked.headers["Retry-After"]) <= 60
+    assert blocked.headers["RateLimit-Remaining"] == "0"
+
+
+def test_default_rate_limit_applies_to_every_endpoint(sample: Client) -> None:
+    response = sample.get(THING)
+    assert response.headers["RateLimit-Limit"] == "120"
+
+
+def test_rate_limiter_down_fails_open(sample: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imangor.config import get_settings
+    from imangor.redis_client import reset_redis
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # a real, closed port
+    get_settings.cache_clear()
+    reset_redis()
+    try:
+        assert sample.get("/limited").status_code == 204
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        reset_redis()

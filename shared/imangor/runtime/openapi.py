@@ -124,7 +124,7 @@ def _responses(e: Endpoint, keys: dict[Any, Any]) -> dict[str, Any]:
         codes.add(404)
     if e.access != "public":
         codes.update({401, 403})
-    if e.rate_limit is not None:
+    if e.rate_limit != "off":
         codes.add(429)
     problem = {"application/problem+json": {"schema": keys[(Problem, "serialization")]}}
     for code in sorted(codes):

@@ -35,6 +35,16 @@ class RateLimit:
     limit: int
     window: int
 
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """ "120/60" → 120 requests per 60 s (the format of RATE_LIMIT_DEFAULT)."""
+        limit, _, window = text.partition("/")
+        return cls(int(limit), int(window or 60))
+
+
+# An endpoint's limit: its own, the default from settings, or none (health checks, assets).
+Limit = RateLimit | Literal["default", "off"]
+
 
 Need = Literal["database", "redis", "storage", "tasks"]
 
@@ -69,8 +79,8 @@ class Endpoint:
     wants_ctx: bool
     response: type[BaseModel] | None
     media_types: tuple[str, ...]
-    rate_limit: RateLimit | None
-    scopes: tuple[str, ...]
+    rate_limit: Limit
+    cache_control: str | None  # e.g. "public, max-age=30": GET answers then carry an ETag
     summary: str
     description: str
     raw: bool = False  # returns a flask/werkzeug Response itself (docs pages, metrics)
@@ -78,6 +88,12 @@ class Endpoint:
     @property
     def name(self) -> str:
         return self.func.__name__
+
+    @property
+    def scope(self) -> str:
+        """The API-key scope this endpoint needs: `<first path segment>:read|write`."""
+        resource = self.path.strip("/").split("/")[0]
+        return f"{resource}:{'read' if self.method == 'GET' else 'write'}"
 
     @property
     def werkzeug_rule(self) -> str:
@@ -132,8 +148,8 @@ def endpoint_from_function(
     access: Access,
     status: int,
     media_types: tuple[str, ...],
-    rate_limit: RateLimit | None,
-    scopes: tuple[str, ...],
+    rate_limit: Limit,
+    cache_control: str | None,
     raw: bool,
 ) -> Endpoint:
     """Read an endpoint's inputs and output from its signature: the declaration is the code."""
@@ -174,7 +190,7 @@ def endpoint_from_function(
         response=response,
         media_types=media_types,
         rate_limit=rate_limit,
-        scopes=scopes,
+        cache_control=cache_control,
         summary=summary.strip(),
         description=description.strip(),
         raw=raw,

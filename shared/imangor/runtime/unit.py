@@ -41,7 +41,7 @@ from imangor.runtime.registry import (
     Access,
     Deploy,
     Endpoint,
-    RateLimit,
+    Limit,
     Registry,
     endpoint_from_function,
 )
@@ -73,8 +73,8 @@ class Unit:
         access: Access = "user",
         status: int = 200,
         media_types: tuple[str, ...] = (JSON,),
-        rate_limit: RateLimit | None = None,
-        scopes: tuple[str, ...] = (),
+        rate_limit: Limit = "default",
+        cache_control: str | None = None,
         raw: bool = False,
     ) -> Callable[[F], F]:
         def register(func: F) -> F:
@@ -88,7 +88,7 @@ class Unit:
                     status=status,
                     media_types=media_types,
                     rate_limit=rate_limit,
-                    scopes=scopes,
+                    cache_control=cache_control,
                     raw=raw,
                 )
             )
@@ -189,7 +189,7 @@ class Unit:
             from imangor.auth import authenticate
 
             ctx.principal = authenticate(dict(request.headers), endpoint, ctx)
-        if endpoint.rate_limit is not None:
+        if endpoint.rate_limit != "off":
             from imangor.ratelimit import enforce
 
             enforce(endpoint, ctx)
@@ -210,6 +210,8 @@ class Unit:
         if result is None:
             return Response(status=204 if status == 200 else status)
         body = _adapter(type(result)).dump_json(result, by_alias=True)
+        if endpoint.cache_control and request.method == "GET" and status == 200:
+            return _cacheable(request, body, endpoint.cache_control)
         return Response(body, status=status, mimetype=JSON)
 
     def _preflight(self, request: Request) -> Response:
@@ -346,6 +348,17 @@ def problem_response(exc: errors.AppError, request_id: str, *, instance: str) ->
     response = Response(json.dumps(document, default=str), status=status, mimetype=PROBLEM_JSON)
     response.headers.update(exc.headers)
     return response
+
+
+def _cacheable(request: Request, body: bytes, cache_control: str) -> Response:
+    """A 200 with a strong ETag of its body, or a bodiless 304 when the client has it."""
+    import hashlib
+
+    etag = hashlib.blake2b(body, digest_size=16).hexdigest()
+    headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control}
+    if etag in request.if_none_match:
+        return Response(status=304, headers=headers)
+    return Response(body, status=200, mimetype=JSON, headers=headers)
 
 
 def _finish_headers(request: Request, response: Response, ctx: Context) -> None:

@@ -50,7 +50,8 @@ def decode_cursor(cursor: str, query: str) -> list[Any]:
         raise _invalid("the cursor is not one this API issued")
     if data.get("q") != query:
         raise _invalid("the cursor belongs to another query; start again without it")
-    return data["k"]
+    key: list[Any] = data["k"]
+    return key
 
 
 def _invalid(message: str) -> ValidationFailed:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from imangor.errors import Conflict
 from imangor.runtime import Context, Unit
-from imangor.runtime.registry import FORM, JSON, Registry
+from imangor.runtime.registry import FORM, JSON, RateLimit, Registry
 from imangor.schemas.common import Input, Output
 
 SAMPLE_REGISTRY = Registry()
@@ -44,7 +44,7 @@ class ThingOut(Output):
     key: str | None = None
 
 
-@unit.get("/things/{thing_id}", access="public")
+@unit.get("/things/{thing_id}", access="public", cache_control="public, max-age=30")
 def get_thing(path: ThingPath, query: ThingQuery) -> ThingOut:
     """Read a thing."""
     return ThingOut(id=path.thing_id, name="x", size=query.limit, kind="a", tags=query.tag)
@@ -60,6 +60,11 @@ def create_thing(body: ThingIn, headers: Headers, ctx: Context) -> ThingOut:
 @unit.delete("/things/{thing_id}", access="public")
 def delete_thing(path: ThingPath) -> None:
     """Delete a thing (nothing to return)."""
+
+
+@unit.get("/limited", access="public", rate_limit=RateLimit(3, 60))
+def limited() -> None:
+    """Three calls a minute per client."""
 
 
 @unit.post("/boom", access="public")
