@@ -20,7 +20,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / ".local"
-FALLBACK_UNIT = "health"  # answers unknown paths with a 404 problem, as the LB's default does
+FALLBACK_UNIT = "health"
+TASKS_ACCOUNT = "tasks-invoker@local.test"
+SCHEDULER_ACCOUNT = (
+    "scheduler@local.test"  # answers unknown paths with a 404 problem, as the LB's default does
+)
 
 log = logging.getLogger("imangor.dev")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -61,22 +65,56 @@ def start_services(stack: ExitStack) -> None:
         os.environ["REDIS_URL"] = stack.enter_context(EmbeddedRedis(LOCAL / "redis"))
 
 
-def main() -> int:
+def configure_local_tasks(port: int) -> Any:
+    """Cloud Tasks/Scheduler stand-ins sign OIDC tokens with a key kept in .local/oidc; the
+    units verify them against its certificate, exactly as they verify Google's."""
+    from imangor.tasks.local import LocalSigner
+
+    signer = LocalSigner(LOCAL / "oidc")
+    base = f"http://127.0.0.1:{port}"
+    os.environ.setdefault("TASKS_TARGET_URL", base)
+    os.environ.setdefault("OIDC_AUDIENCE", base)
+    os.environ.setdefault("OIDC_CERTS_URL", signer.certs_url)
+    os.environ.setdefault("OIDC_SERVICE_ACCOUNTS", f'["{TASKS_ACCOUNT}", "{SCHEDULER_ACCOUNT}"]')
+    os.environ.setdefault("TASKS_SERVICE_ACCOUNT", TASKS_ACCOUNT)
+    return signer
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from werkzeug.serving import make_server
 
     from imangor.config import get_settings
     from imangor.observability import configure_logging
 
+    parser = argparse.ArgumentParser(description="Run every unit locally.")
+    parser.add_argument(
+        "--run-cron",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="trigger this scheduled job once at start (repeatable)",
+    )
+    args = parser.parse_args(argv)
     configure_logging("INFO")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our access log says it all
     with ExitStack() as stack:
         start_services(stack)
+        port = int(os.environ.get("PORT", "8080"))
+        signer = configure_local_tasks(port)
         get_settings.cache_clear()
-        settings = get_settings()
         from imangor.migrate import migrate
+        from imangor.tasks.local import LocalDispatcher, LocalScheduler
 
         migrate()
-        server = make_server("127.0.0.1", settings.port, build_app(), threaded=True)
+        server = make_server("127.0.0.1", port, build_app(), threaded=True)
+        dispatcher = LocalDispatcher(signer).start()
+        stack.callback(dispatcher.stop)
+        base = f"http://127.0.0.1:{server.port}"
+        audience = get_settings().oidc_audience or base
+        scheduler = LocalScheduler(signer, base, audience, SCHEDULER_ACCOUNT).start()
+        stack.callback(scheduler.stop)
         stop = threading.Event()
 
         def shutdown(*_: object) -> None:
@@ -86,12 +124,13 @@ def main() -> int:
 
         signal.signal(signal.SIGINT, shutdown)
         signal.signal(signal.SIGTERM, shutdown)
-        base = f"http://127.0.0.1:{server.port}"
         print(
             f"Imangor API ready on {base}\n  docs:  {base}/docs\n  redoc: {base}/redoc\n"
             f"  health: {base}/health   (Ctrl-C stops everything)",
             flush=True,
         )
+        for name in args.run_cron:
+            threading.Thread(target=scheduler.trigger, args=(name,), daemon=True).start()
         server.serve_forever()
         log.info("stopping")
     return 0

@@ -5,9 +5,11 @@ Used when no real server is configured. Each class runs the server binary shippe
 on 127.0.0.1 only, on a free TCP port (the one used last time if it is still free), keeping all
 its state under one data directory::
 
-    with EmbeddedPostgres(Path(".local/pg")) as pg, EmbeddedRedis(Path(".local/redis")) as rd:
-        engine = sqlalchemy.create_engine(pg.url.replace("postgresql://", "postgresql+pg8000://"))
-        cache = redis.Redis.from_url(rd.url)
+    with EmbeddedPostgres(Path(".local/pg")) as db_url, EmbeddedRedis(Path(".local/rd")) as rd_url:
+        engine = sqlalchemy.create_engine(db_url.replace("postgresql://", "postgresql+pg8000://"))
+        cache = redis.Redis.from_url(rd_url)
+
+or ``server.start()`` / ``server.stop()`` (both idempotent; ``stop()`` also runs at exit).
 
 PostgreSQL data dir layout: ``pgdata/`` (the cluster: initdb on first start, kept between
 runs), ``postgres.log``, ``postgres.json`` (last port) and ``.postgres.lock``. Redis:
@@ -52,10 +54,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import psutil
@@ -93,8 +94,7 @@ class EmbeddedServerError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _RunAs:
+class _RunAs(NamedTuple):
     """Who a server runs as: ``uid`` None means the current user."""
 
     name: str
@@ -227,11 +227,15 @@ def _stray_processes(cwd: Path, name: str) -> list[psutil.Process]:
     return found
 
 
-def _kill_strays(cwd: Path, name: str, first: signal.Signals) -> None:
-    """Stop leftovers of a crashed run: ``first`` to the oldest (the server), then SIGKILL."""
+def _kill_strays(cwd: Path, name: str, main_pid: int | None, graceful: signal.Signals) -> None:
+    """Stop what an earlier run left in ``cwd``.
+
+    ``graceful`` goes to the server itself (``main_pid``, from its pid file), which gets 15 s to
+    exit; then whatever is left (a server not named there, orphaned workers) gets SIGKILL.
+    """
     import psutil
 
-    strays = sorted(_stray_processes(cwd, name), key=lambda p: p.create_time())
+    strays = _stray_processes(cwd, name)
     if not strays:
         return
     _log.warning(
@@ -241,9 +245,11 @@ def _kill_strays(cwd: Path, name: str, first: signal.Signals) -> None:
         cwd,
         [p.pid for p in strays],
     )
-    with contextlib.suppress(psutil.Error):
-        strays[0].send_signal(first)
-        strays[0].wait(timeout=15)
+    main = next((p for p in strays if p.pid == main_pid), None)
+    if main is not None:
+        with contextlib.suppress(psutil.Error):
+            main.send_signal(graceful)
+            main.wait(timeout=15)
     for proc in strays:
         with contextlib.suppress(psutil.Error):
             proc.kill()
@@ -338,7 +344,8 @@ def _ensure_reachable(path: Path, run_as: _RunAs) -> None:
         return
     assert run_as.gid is not None
     gids = set(os.getgrouplist(run_as.name, run_as.gid))
-    for directory in reversed(path.parents):
+    # both the path as given and the real one, should a symlink be on the way
+    for directory in dict.fromkeys([*reversed(path.parents), *reversed(path.resolve().parents)]):
         if _can_search(directory, run_as.uid, gids):
             continue
         try:
@@ -616,7 +623,7 @@ class EmbeddedPostgres(_EmbeddedServer):
         # SIGINT is PostgreSQL's "fast" shutdown: roll back sessions, checkpoint, exit
         _stop_process(proc, [signal.SIGINT, signal.SIGQUIT])
         if proc.returncode not in (0, None) and self.pgdata.exists():
-            _kill_strays(self.pgdata.resolve(), "postgres", signal.SIGKILL)
+            _kill_strays(self.pgdata.resolve(), "postgres", None, signal.SIGKILL)
 
     def _binary_major(self, bin_dir: Path, run_as: _RunAs) -> str:
         result = subprocess.run(  # noqa: S603
@@ -638,11 +645,11 @@ class EmbeddedPostgres(_EmbeddedServer):
         pid_file = self.pgdata / "postmaster.pid"
         if not pid_file.exists():
             return  # removed on every clean shutdown
-        pgdata = self.pgdata.resolve()
-        _kill_strays(pgdata, "postgres", signal.SIGINT)
+        pid = _pid_file_pid(pid_file)
+        _kill_strays(self.pgdata.resolve(), "postgres", pid, signal.SIGINT)  # SIGINT: fast
         if pid_file.exists():
             # postgres itself only ignores a pid file whose pid is gone, but pids get reused
-            _log.warning("removing stale %s (pid %s)", pid_file, _pid_file_pid(pid_file))
+            _log.warning("removing stale %s (pid %s)", pid_file, pid)
             pid_file.unlink()
 
     def _initdb_if_needed(self, bin_dir: Path, run_as: _RunAs, major: str) -> None:
@@ -680,8 +687,8 @@ class EmbeddedPostgres(_EmbeddedServer):
                 "--encoding",
                 "UTF8",
                 "--no-locale",  # C collation: same on every machine, no OS locales needed
-                "--no-sync",
                 "--no-instructions",
+                *([] if self.fsync else ["--no-sync"]),
             ],
             run_as,
             self._log_fh,
@@ -826,8 +833,9 @@ class EmbeddedRedis(_EmbeddedServer):
         pid_file = self.data_dir / "redis.pid"
         if not pid_file.exists():
             return  # removed on every clean shutdown
-        _kill_strays(self.data_dir.resolve(), "redis-server", signal.SIGTERM)
-        _log.warning("removing stale %s (pid %s)", pid_file, _pid_file_pid(pid_file))
+        pid = _pid_file_pid(pid_file)
+        _kill_strays(self.data_dir.resolve(), "redis-server", pid, signal.SIGTERM)  # it saves
+        _log.warning("removing stale %s (pid %s)", pid_file, pid)
         pid_file.unlink(missing_ok=True)
 
     def _write_conf(self, port: int) -> Path:

@@ -83,10 +83,39 @@ def _tmpdir(kind: str) -> Any:
     return tempfile.TemporaryDirectory(prefix=f"imangor-test-{kind}-")
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+LIVE_PORT = _free_port()
+LIVE_URL = f"http://127.0.0.1:{LIVE_PORT}"
+TASKS_ACCOUNT = "tasks-invoker@local.test"
+SCHEDULER_ACCOUNT = "scheduler@local.test"
+
+
+@pytest.fixture(scope="session")
+def signer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The test session's stand-in for Google's signing key (OIDC and Google sign-in)."""
+    from imangor.tasks.local import LocalSigner
+
+    return LocalSigner(tmp_path_factory.mktemp("oidc"))
+
+
 @pytest.fixture(scope="session", autouse=True)
-def configured(services: dict[str, str]) -> Iterator[None]:
+def configured(services: dict[str, str], signer: Any) -> Iterator[None]:
     """Point the app's settings at the test services and migrate the schema once."""
     saved = dict(os.environ)
+    os.environ.update(
+        TASKS_TARGET_URL=LIVE_URL,
+        OIDC_AUDIENCE=LIVE_URL,
+        OIDC_CERTS_URL=signer.certs_url,
+        OIDC_SERVICE_ACCOUNTS=f'["{TASKS_ACCOUNT}", "{SCHEDULER_ACCOUNT}"]',
+        TASKS_SERVICE_ACCOUNT=TASKS_ACCOUNT,
+        GOOGLE_CERTS_URL=signer.certs_url,
+        GOOGLE_CLIENT_IDS='["imangor-web.apps.googleusercontent.com"]',
+    )
     os.environ.update(
         ENVIRONMENT="test",
         DATABASE_URL=services["DATABASE_URL"],
@@ -153,11 +182,34 @@ def live_server(app: Any) -> Iterator[str]:
     """The API served over real HTTP on a free loopback port."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", LIVE_PORT, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.port}"
+    yield LIVE_URL
     server.shutdown()
+
+
+@pytest.fixture
+def dispatcher(live_server: str, signer: Any) -> Iterator[Any]:
+    """The local Cloud Tasks stand-in, delivering to the live server over real HTTP."""
+    from imangor.tasks.local import LocalDispatcher
+
+    running = LocalDispatcher(signer, poll_seconds=0.05).start()
+    yield running
+    running.stop()
+
+
+def wait_for(condition: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll `condition()` until it returns something truthy (background work), or fail."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
 
 
 # -- accounts -----------------------------------------------------------------------------------

@@ -8,10 +8,14 @@ from pydantic import ValidationError
 from imangor.config import Settings
 
 
-def test_production_refuses_a_missing_or_placeholder_secret(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("SECRET_KEY")
+@pytest.fixture(autouse=True)
+def bare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests build Settings from nothing but what each one sets."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_production_refuses_a_missing_or_placeholder_secret() -> None:
     for secret in (None, "changeme", "short"):
         env = {"environment": "production", "database_url": "postgresql://u@h:5432/d"}
         if secret is not None:
@@ -20,8 +24,7 @@ def test_production_refuses_a_missing_or_placeholder_secret(
             Settings(_env_file=None, **env)  # type: ignore[arg-type]
 
 
-def test_production_needs_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DATABASE_URL")
+def test_production_needs_a_database() -> None:
     with pytest.raises(ValidationError, match="DATABASE_URL"):
         Settings(_env_file=None, environment="production", secret_key="x" * 40)  # type: ignore[arg-type]
 

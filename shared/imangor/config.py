@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(
         SecretStr(LOCAL_SECRET), description="HMAC key for JWTs (HS256) and signed cursors"
     )
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = Field(
+        "HS256", description="signing algorithm, pinned: tokens naming another are refused"
+    )
+    jwt_private_key: SecretStr | None = Field(
+        None, description="PEM private key that signs access tokens (RS256/ES256)"
+    )
+    jwt_key_id: str = Field("k1", max_length=64, description="kid header of tokens signed now")
+    jwt_public_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON {kid: PEM public key}: older keys still accepted during a rotation",
+    )
     jwt_issuer: str = Field("imangor", description="iss claim of access tokens")
     jwt_audience: str = Field("imangor-api", description="aud claim of access tokens")
     access_token_minutes: int = Field(15, ge=1, le=1440, description="access token lifetime")
@@ -68,6 +79,88 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level")
     gcp_project: str | None = Field(None, description="project id, for trace ids in logs")
 
+    refresh_token_days: int = Field(30, ge=1, le=365, description="refresh token lifetime")
+    reset_token_minutes: int = Field(30, ge=5, le=1440, description="password reset lifetime")
+    password_min_length: int = Field(10, ge=8, le=64, description="shortest accepted password")
+    max_concurrent_hashes: int = Field(
+        2, ge=1, le=32, description="password hashes run at once per instance (memory bound)"
+    )
+    login_limit_per_account: str = Field(
+        "10/300", pattern=r"^\d+/\d+$", description="login attempts per e-mail"
+    )
+    login_limit_per_ip: str = Field(
+        "50/300", pattern=r"^\d+/\d+$", description="login attempts per client IP"
+    )
+    recovery_limit_per_account: str = Field(
+        "3/3600", pattern=r"^\d+/\d+$", description="recovery requests per e-mail"
+    )
+    recovery_limit_per_ip: str = Field(
+        "20/3600", pattern=r"^\d+/\d+$", description="recovery requests per client IP"
+    )
+    login_fail_closed: bool = Field(
+        True, description="refuse logins (503) when Redis is down instead of skipping limits"
+    )
+    google_client_ids: list[str] = Field(
+        default_factory=list, description="OAuth client ids accepted by POST /auth/google"
+    )
+    google_certs_url: str = Field(
+        "https://www.googleapis.com/oauth2/v1/certs",
+        description="Google's ID-token signing certificates (PEM JSON)",
+    )
+    oidc_audience: str | None = Field(
+        None, description="audience of Cloud Tasks/Scheduler OIDC tokens (the tasks/cron URL)"
+    )
+    oidc_service_accounts: list[str] = Field(
+        default_factory=list, description="service accounts allowed to call /tasks and /cron"
+    )
+    oidc_certs_url: str = Field(
+        "https://www.googleapis.com/oauth2/v1/certs",
+        description="certificates that sign service OIDC tokens (file:// only locally)",
+    )
+    tasks_backend: Literal["local", "cloud"] = Field(
+        "local", description="local: the dev dispatcher (PostgreSQL); cloud: Cloud Tasks"
+    )
+    tasks_project: str | None = Field(None, description="project of the Cloud Tasks queues")
+    tasks_location: str = Field("europe-west1", description="region of the Cloud Tasks queues")
+    tasks_target_url: str = Field(
+        "http://127.0.0.1:8080", description="base URL Cloud Tasks pushes to (the tasks unit)"
+    )
+    tasks_service_account: str = Field(
+        "tasks-invoker@local.test", description="account whose OIDC token Cloud Tasks sends"
+    )
+    storage_bucket: str = Field("imangor-local", description="bucket for uploads and reports")
+    storage_project: str = Field("imangor-local", description="project of the bucket")
+    storage_signing_key_file: str | None = Field(
+        None, description="service-account JSON that signs URLs locally (none: IAM signBlob)"
+    )
+    storage_signing_account: str | None = Field(
+        None, description="account whose IAM signBlob signs URLs on Cloud Run"
+    )
+    upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest upload")
+    upload_content_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "application/pdf",
+            "text/csv",
+            "text/plain",
+        ],
+        description="content types an upload may declare",
+    )
+    upload_url_minutes: int = Field(10, ge=1, le=60, description="signed upload URL lifetime")
+    download_url_minutes: int = Field(5, ge=1, le=60, description="signed download URL lifetime")
+    email_backend: Literal["log", "smtp"] = Field(
+        "log", description="log: write mail to the log and sent_emails; smtp: send it"
+    )
+    email_from: str = Field("no-reply@imangor.dev", description="From: of outgoing mail")
+    smtp_host: str | None = Field(None, description="SMTP server (email_backend=smtp)")
+    smtp_port: int = Field(587, description="SMTP port (STARTTLS)")
+    smtp_user: str | None = Field(None, description="SMTP user")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    password_reset_url: str = Field(
+        "http://127.0.0.1:8080/reset-password", description="link in reset mails (?token=...)"
+    )
     argon2_time_cost: int = Field(2, ge=1, le=10, description="Argon2id iterations (t)")
     argon2_memory_kib: int = Field(19456, ge=8192, description="Argon2id memory in KiB (m)")
     argon2_parallelism: int = Field(1, ge=1, le=8, description="Argon2id lanes (p)")
@@ -97,6 +190,15 @@ class Settings(BaseSettings):
                     "SECRET_KEY is missing or a placeholder: set a random value of at least 32 "
                     "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
                 )
+            if not (
+                self.google_certs_url.startswith("https://")
+                and self.oidc_certs_url.startswith("https://")
+            ):
+                raise ValueError("certificate URLs must be https:// in production")
+            if self.tasks_backend == "cloud" and not (self.tasks_project and self.oidc_audience):
+                raise ValueError("TASKS_BACKEND=cloud needs TASKS_PROJECT and OIDC_AUDIENCE")
+            if self.jwt_algorithm != "HS256" and self.jwt_private_key is None:
+                raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY")
             if self.database_url is None and self.instance_connection_name is None:
                 raise ValueError("set DATABASE_URL or INSTANCE_CONNECTION_NAME in production")
         return self

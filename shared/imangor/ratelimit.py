@@ -7,6 +7,7 @@ become an outage of the API. Endpoints that must fail closed say so (`fail_close
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -90,3 +91,29 @@ def _caller(ctx: Context) -> str:
     if principal.key_id is not None:
         return f"key:{principal.key_id}"
     return f"user:{principal.user_id}"
+
+
+def limit_attempts(action: str, account: str, client_ip: str) -> None:
+    """Brute-force guard for sign-in and recovery: per account and per client IP.
+
+    Login fails closed when Redis is down (LOGIN_FAIL_CLOSED, default on): a limiter outage
+    must not turn into unlimited password guessing. Recovery always fails open: it only
+    sends mail to the account's owner.
+    """
+    from imangor.config import get_settings
+    from imangor.runtime.registry import RateLimit
+
+    settings = get_settings()
+    if action == "login":
+        per_account, per_ip = settings.login_limit_per_account, settings.login_limit_per_ip
+        fail_closed = settings.login_fail_closed
+    else:
+        per_account, per_ip = settings.recovery_limit_per_account, settings.recovery_limit_per_ip
+        fail_closed = False
+    account_key = hashlib.sha256(account.encode()).hexdigest()[:32]  # no e-mails in Redis
+    for key, rule in (
+        (f"{action}:acct:{account_key}", per_account),
+        (f"{action}:ip:{client_ip}", per_ip),
+    ):
+        limit = RateLimit.parse(rule)
+        hit(key, limit.limit, limit.window, fail_closed=fail_closed)

@@ -17,16 +17,9 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # no-op once pytest's `pythonpath = ["."]` puts the repo root there
-    sys.path.insert(0, str(ROOT))
+from infra.embedded import PG_SYSTEM_USER, EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError
 
-from infra.embedded import (  # noqa: E402
-    PG_SYSTEM_USER,
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    EmbeddedServerError,
-)
+ROOT = Path(__file__).resolve().parents[2]
 
 PG_URL = r"postgresql://postgres@127\.0\.0\.1:\d+/imangor"
 REDIS_URL = r"redis://127\.0\.0\.1:\d+/0"

@@ -1,8 +1,9 @@
-"""Who is calling: bearer JWTs today; API keys and OIDC service tokens plug in here."""
+"""Who is calling: a bearer JWT or an `X-API-Key`, checked against the endpoint's rule."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from imangor.auth.principal import Principal
@@ -19,14 +20,22 @@ __all__ = ["Principal", "authenticate"]
 
 def authenticate(headers: Mapping[str, str], endpoint: Endpoint, ctx: Context) -> Principal:
     """The caller of a non-public endpoint, checked against the endpoint's access rule."""
-    scheme, _, token = headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthenticated("send an Authorization: Bearer <token> header")
-    principal = _principal_from_jwt(token.strip(), ctx)
+    if endpoint.access == "service":
+        from imangor.auth.service import authenticate_service
+
+        return authenticate_service(headers)
+    api_key = headers.get("X-Api-Key") or headers.get("X-API-Key")
+    if api_key:
+        principal = _principal_from_api_key(api_key, ctx)
+        if endpoint.scope not in (principal.scopes or ()):
+            raise PermissionDenied(f"this API key lacks the {endpoint.scope} scope")
+    else:
+        scheme, _, token = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("send an Authorization: Bearer <token> or X-API-Key header")
+        principal = _principal_from_jwt(token.strip(), ctx)
     if endpoint.access in ("staff", "admin") and not principal.at_least(endpoint.access):
         raise PermissionDenied(f"this needs the {endpoint.access} role")
-    if endpoint.access == "service":
-        raise PermissionDenied("this endpoint is for Google-signed service calls only")
     return principal
 
 
@@ -37,10 +46,28 @@ def _principal_from_jwt(token: str, ctx: Context) -> Principal:
     claims = decode_access_token(token)
     try:
         user_id = uuid.UUID(claims["sub"])
-    except ValueError:
+        session_id = uuid.UUID(claims["sid"]) if "sid" in claims else None
+    except (ValueError, TypeError):
         raise NotAuthenticated("the access token is invalid") from None
-    # The account is read on every call so deactivation and deletion take effect at once.
+    # The account is read on every call so that deletion, deactivation, a role change or a
+    # password reset takes effect at once, not when the token expires.
     user = ctx.db.get(User, user_id)
     if user is None or not user.is_active:
         raise NotAuthenticated("the account no longer exists or is disabled")
-    return Principal(user_id=user.id, role=user.role)
+    if _issued_before(claims["iat"], user.tokens_valid_after):
+        raise NotAuthenticated("the session was revoked; please sign in again")
+    return Principal(user_id=user.id, role=user.role, session_id=session_id)
+
+
+def _issued_before(iat: float, valid_after: datetime | None) -> bool:
+    return valid_after is not None and float(iat) < valid_after.timestamp()
+
+
+def _principal_from_api_key(presented: str, ctx: Context) -> Principal:
+    from imangor.services.api_keys import authenticate_key
+
+    key, user = authenticate_key(ctx.db, presented)
+    # The owner's current role caps the key: a key never grants more than its owner has.
+    return Principal(
+        user_id=user.id, role=user.role, via="api_key", scopes=frozenset(key.scopes), key_id=key.id
+    )

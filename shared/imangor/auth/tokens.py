@@ -1,27 +1,35 @@
-"""Access tokens: short-lived JWTs whose algorithm is pinned by the server, never the token."""
+"""Access tokens: short-lived JWTs whose algorithm is pinned by the server, never the token.
+
+HS256 signs with SECRET_KEY. RS256/ES256 sign with JWT_PRIVATE_KEY under the `kid`
+JWT_KEY_ID and verify with any key of JWT_PUBLIC_KEYS, so a new key can be introduced while
+tokens signed by the old one are still accepted until they expire.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import jwt
 
-from imangor.config import get_settings
+from imangor.config import Settings, get_settings
 from imangor.errors import NotAuthenticated
 
 REQUIRED_CLAIMS = ["sub", "iat", "nbf", "exp", "iss", "aud", "jti"]
 
 
-def issue_access_token(user_id: uuid.UUID, role: str) -> tuple[str, int]:
+def issue_access_token(
+    user_id: uuid.UUID, role: str, session_id: uuid.UUID | None = None
+) -> tuple[str, int]:
     """A signed access token for a user and its lifetime in seconds."""
     settings = get_settings()
     now = datetime.now(UTC)
     ttl = settings.access_token_minutes * 60
-    claims = {
+    claims: dict[str, Any] = {
         "sub": str(user_id),
-        "iat": now,
+        "iat": now.timestamp(),  # sub-second, so "tokens before <instant>" can be refused
         "nbf": now,
         "exp": now + timedelta(seconds=ttl),
         "iss": settings.jwt_issuer,
@@ -29,7 +37,10 @@ def issue_access_token(user_id: uuid.UUID, role: str) -> tuple[str, int]:
         "jti": uuid.uuid4().hex,
         "roles": [role],
     }
-    token = jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm="HS256")
+    if session_id is not None:
+        claims["sid"] = str(session_id)
+    headers = None if settings.jwt_algorithm == "HS256" else {"kid": settings.jwt_key_id}
+    token = jwt.encode(claims, _signing_key(settings), settings.jwt_algorithm, headers=headers)
     return token, ttl
 
 
@@ -37,10 +48,11 @@ def decode_access_token(token: str) -> dict[str, Any]:
     """The verified claims, or NotAuthenticated for anything forged, expired or misaddressed."""
     settings = get_settings()
     try:
+        key = _verification_key(settings, token)
         return jwt.decode(
             token,
-            settings.secret_key.get_secret_value(),
-            algorithms=["HS256"],
+            key,
+            algorithms=[settings.jwt_algorithm],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             options={"require": REQUIRED_CLAIMS},
@@ -48,5 +60,49 @@ def decode_access_token(token: str) -> dict[str, Any]:
         )
     except jwt.ExpiredSignatureError:
         raise NotAuthenticated("the access token has expired") from None
-    except jwt.InvalidTokenError:
+    except jwt.ImmatureSignatureError:
+        raise NotAuthenticated("the access token is not valid yet") from None
+    except (jwt.InvalidTokenError, ValueError):
         raise NotAuthenticated("the access token is invalid") from None
+
+
+def _signing_key(settings: Settings) -> Any:
+    if settings.jwt_algorithm == "HS256":
+        return settings.secret_key.get_secret_value()
+    assert settings.jwt_private_key is not None  # checked when settings load
+    return _load_private(settings.jwt_private_key.get_secret_value())
+
+
+def _verification_key(settings: Settings, token: str) -> Any:
+    if settings.jwt_algorithm == "HS256":
+        return settings.secret_key.get_secret_value()
+    kid = jwt.get_unverified_header(token).get("kid")
+    keys = dict(settings.jwt_public_keys)
+    if settings.jwt_private_key is not None and settings.jwt_key_id not in keys:
+        keys[settings.jwt_key_id] = _public_pem(settings.jwt_private_key.get_secret_value())
+    if not isinstance(kid, str) or kid not in keys:
+        raise jwt.InvalidTokenError("unknown key id")
+    return _load_public(keys[kid])
+
+
+@cache
+def _load_private(pem: str) -> Any:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return load_pem_private_key(pem.encode(), password=None)
+
+
+@cache
+def _load_public(pem: str) -> Any:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    return load_pem_public_key(pem.encode())
+
+
+@cache
+def _public_pem(private_pem: str) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    public = _load_private(private_pem).public_key()
+    pem: bytes = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    return pem.decode()

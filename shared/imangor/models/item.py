@@ -12,8 +12,11 @@ from imangor.models.base import Base, Timestamps, UUIDPrimaryKey
 
 class Item(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "items"
-    # Owner-scoped listing pages by (created_at, id).
-    __table_args__ = (Index("ix_items_owner_created", "owner_id", "created_at", "id"),)
+    # Owner-scoped listing pages by (created_at, id); staff list every item by the same key.
+    __table_args__ = (
+        Index("ix_items_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_items_created", "created_at", "id"),
+    )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200))

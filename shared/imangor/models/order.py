@@ -21,6 +21,7 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
             "status IN ('pending', 'confirmed', 'shipped', 'cancelled')", name="status"
         ),
         Index("ix_orders_user_created", "user_id", "created_at", "id"),
+        Index("ix_orders_created", "created_at", "id"),  # staff list every order
         Index("ix_orders_product", "product_id"),
     )
 

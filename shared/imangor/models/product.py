@@ -26,6 +26,7 @@ class Product(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("stock >= 0", name="stock_not_negative"),
         Index("ix_products_search_vector", "search_vector", postgresql_using="gin"),
         Index("ix_products_category_price", "category", "price", "id"),
+        Index("ix_products_category_created", "category", "created_at", "id"),
         Index("ix_products_price", "price", "id"),
         Index("ix_products_created", "created_at", "id"),
     )

@@ -1,0 +1,59 @@
+"""Uploads through signed URLs: the API never carries the bytes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from imangor.schemas.common import Input, Output
+
+Filename = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^/\\\x00-\x1f]+$",
+        description="a plain file name, no path",
+    ),
+]
+
+
+class FileIn(Input):
+    filename: Filename
+    content_type: Annotated[str, Field(max_length=100)]
+    size: Annotated[int, Field(gt=0, description="exact size in bytes")]
+
+
+class FilePath(Input):
+    file_id: uuid.UUID
+
+
+class FileOut(Output):
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+    status: str
+    sha256: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class UploadTicket(Output):
+    id: uuid.UUID
+    upload_url: str
+    expires_at: datetime
+    method: str = "PUT"
+    headers: dict[str, str] = Field(description="send exactly these headers with the PUT")
+
+
+class Completed(FileOut):
+    job_id: uuid.UUID
+
+
+class DownloadLink(FileOut):
+    download_url: str
+    expires_at: datetime

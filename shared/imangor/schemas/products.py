@@ -1,0 +1,215 @@
+"""Products: request and response models, money, attributes and the search query.
+
+Prices are exact decimals with two places. They are accepted as a JSON string ("19.99") or a
+number (19.99) and always answered as a string with two places, so no client ever parses
+money through a binary float.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from imangor.schemas.common import Input, Output, Page, PageQuery
+
+MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
+MAX_STOCK = 1_000_000_000
+
+# Input money: non-negative, at most two decimal places, never NaN or Infinity.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_PRICE, max_digits=12, decimal_places=2, allow_inf_nan=False),
+]
+# Output money: a string with exactly two decimals ("19.90").
+MoneyOut = Annotated[
+    Decimal,
+    PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
+    Field(description='exact decimal as a string with two places, e.g. "19.99"'),
+]
+
+Slug = Annotated[
+    str,
+    Field(min_length=1, max_length=50, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$"),
+]
+
+# Free-form attributes are bounded so one product cannot bloat every page it appears on.
+MAX_EXTRA_KEYS = 20
+MAX_DEPTH = 3  # an attribute value may nest objects/arrays this many levels deep
+MAX_ATTRIBUTES_BYTES = 8192
+MAX_STRING = 500
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+
+
+class ProductAttributes(BaseModel):
+    """`category` and `description` are known and validated; other keys are free-form but
+    bounded: at most 20 of them, names like `color` or `size_cm`, values nested at most 3
+    levels, strings up to 500 characters, and the whole object at most 8 KB as JSON."""
+
+    model_config = ConfigDict(extra="allow")
+
+    category: Slug = Field(description="lower-case slug, e.g. home-garden")
+    description: str = Field("", max_length=2000)
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> ProductAttributes:
+        extras = self.model_extra or {}
+        if len(extras) > MAX_EXTRA_KEYS:
+            raise ValueError(f"at most {MAX_EXTRA_KEYS} attributes besides category/description")
+        for key, value in extras.items():
+            if not _KEY.match(key):
+                raise ValueError(f"attribute name {key[:40]!r} must match {_KEY.pattern}")
+            _check_value(key, value, depth=0)
+        size = len(json.dumps(self.model_dump(), ensure_ascii=False).encode())
+        if size > MAX_ATTRIBUTES_BYTES:
+            raise ValueError(f"attributes are limited to {MAX_ATTRIBUTES_BYTES} bytes of JSON")
+        return self
+
+
+def _check_value(path: str, value: Any, depth: int) -> None:
+    if isinstance(value, dict | list):
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"attribute {path} nests deeper than {MAX_DEPTH} levels")
+        children = value.items() if isinstance(value, dict) else enumerate(value)
+        for name, child in children:
+            _check_value(f"{path}.{name}", child, depth + 1)
+    elif isinstance(value, str) and len(value) > MAX_STRING:
+        raise ValueError(f"attribute {path} is longer than {MAX_STRING} characters")
+    elif isinstance(value, float) and value != value:  # NaN never reaches here from JSON
+        raise ValueError(f"attribute {path} is not a number")
+
+
+class ProductIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    price: Money
+    stock: int = Field(0, ge=0, le=MAX_STOCK)
+    attributes: ProductAttributes
+
+    @field_validator("name")
+    @classmethod
+    def _name_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value.strip()
+
+
+class ProductPatch(Input):
+    """Fields to change; `attributes`, when given, replaces the whole object."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    price: Money | None = None
+    stock: int | None = Field(None, ge=0, le=MAX_STOCK)
+    attributes: ProductAttributes | None = None
+
+    @field_validator("name", "price", "stock", "attributes", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep it")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_has_text(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("name must not be blank")
+        return value.strip() if value is not None else None
+
+
+class ProductPath(Input):
+    product_id: uuid.UUID
+
+
+class ProductOut(Output):
+    id: uuid.UUID
+    name: str
+    price: MoneyOut
+    stock: int
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductPage(Page[ProductOut]):
+    """One page of products."""
+
+
+Sort = Literal["relevance", "price", "newest"]
+
+
+class ProductQuery(PageQuery):
+    """Search and filters. Without `sort`, results come by relevance when `q` is given and
+    newest first otherwise; `relevance` needs `q`."""
+
+    q: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description='full-text query in web-search syntax: words, "a phrase", or, -not',
+    )
+    category: Slug | None = None
+    min_price: Money | None = None
+    max_price: Money | None = None
+    sort: Sort | None = None
+
+    @field_validator("q")
+    @classmethod
+    def _q_has_words(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = " ".join(value.split())
+        if not any(ch.isalnum() for ch in value):
+            raise ValueError("q needs at least one word to search for")
+        return value
+
+    @field_validator("max_price")
+    @classmethod
+    def _range(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        low = info.data.get("min_price")
+        if value is not None and low is not None and low > value:
+            raise ValueError("max_price is below min_price")
+        return value
+
+    @field_validator("sort")
+    @classmethod
+    def _relevance_needs_q(cls, value: Sort | None, info: ValidationInfo) -> Sort | None:
+        if value == "relevance" and info.data.get("q") is None:
+            raise ValueError("sort=relevance needs q")
+        return value
+
+    @property
+    def effective_sort(self) -> Sort:
+        return self.sort or ("relevance" if self.q else "newest")
+
+
+class ReportQuery(PageQuery):
+    category: Slug
+    min_orders: int = Field(0, ge=0, le=1_000_000, description="keep products with this many")
+
+
+class ProductOrderCount(Output):
+    """A product with how often it was ordered (cancelled orders do not count)."""
+
+    id: uuid.UUID
+    name: str
+    price: MoneyOut
+    stock: int
+    order_count: int
+    units_ordered: int
+
+
+class ProductReport(Page[ProductOrderCount]):
+    """Products of a category by order count, most ordered first."""

@@ -1,0 +1,43 @@
+"""The payload of every background task (the name and queue are declared here, once)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import EmailStr, Field
+
+from imangor.schemas.common import Output
+from imangor.tasks.registry import TaskPayload
+
+
+class PasswordRecovery(TaskPayload, task="password_recovery", queue="high-priority"):
+    email: EmailStr
+
+
+class SendEmail(TaskPayload, task="send_email", queue="high-priority"):
+    to: EmailStr
+    subject: str = Field(max_length=200)
+    body: str = Field(max_length=50_000)
+
+
+class ProcessOrder(TaskPayload, task="process_order", queue="main"):
+    order_id: uuid.UUID
+
+
+class ProcessUpload(TaskPayload, task="process_upload", queue="main"):
+    file_id: uuid.UUID
+
+
+class JobOut(Output):
+    id: uuid.UUID
+    kind: str
+    status: str
+    attempts: int
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

@@ -1,0 +1,152 @@
+"""Accounts, tokens and API keys as the API shows them. Nothing here carries a password hash."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, EmailStr, Field, SecretStr, model_validator
+
+from imangor.schemas.common import Input, Output, PageQuery
+
+Role = Literal["customer", "staff", "admin"]
+
+
+def _normalise_email(value: str) -> str:
+    return value.strip().lower()
+
+
+# Stored lower-cased and trimmed, so "  Ann@Example.COM " and "ann@example.com" are one account.
+Email = Annotated[EmailStr, AfterValidator(_normalise_email)]
+Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
+Name = Annotated[str, Field(max_length=200)]
+
+
+class UserOut(Output):
+    id: uuid.UUID
+    email: str
+    full_name: str
+    role: Role
+    is_active: bool
+    email_verified: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class RegisterIn(Input):
+    email: Email
+    password: Password
+    full_name: Name = ""
+
+
+class UserUpdateMe(Input):
+    email: Email | None = None
+    full_name: Name | None = None
+
+
+class PasswordChangeIn(Input):
+    current_password: Password
+    new_password: Password
+
+
+class AdminUserCreate(Input):
+    email: Email
+    password: Password
+    full_name: Name = ""
+    role: Role = "customer"
+    is_active: bool = True
+
+
+class AdminUserUpdate(Input):
+    email: Email | None = None
+    full_name: Name | None = None
+    role: Role | None = None
+    is_active: bool | None = None
+    password: Password | None = None
+
+
+class UserFilter(PageQuery):
+    """The only filters admins may use: never an arbitrary column."""
+
+    email: Annotated[str, Field(max_length=320)] | None = None
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class UserPath(Input):
+    user_id: uuid.UUID
+
+
+class TokenIn(Input):
+    """OAuth2 password grant (form, as Swagger UI's Authorize sends it) or JSON."""
+
+    username: Annotated[str, Field(max_length=320)] | None = None
+    email: Annotated[str, Field(max_length=320)] | None = None
+    password: Password
+    grant_type: Literal["password"] | None = None
+    scope: Annotated[str, Field(max_length=1000)] = ""
+    client_id: Annotated[str, Field(max_length=200)] | None = None
+    client_secret: Annotated[str, Field(max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> TokenIn:
+        if not (self.username or self.email):
+            raise ValueError("send the account's e-mail as `username` (form) or `email` (JSON)")
+        return self
+
+    @property
+    def login(self) -> str:
+        return _normalise_email(self.email or self.username or "")
+
+
+class TokenOut(Output):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int
+
+
+class RefreshIn(Input):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class RecoveryIn(Input):
+    email: Email
+
+
+class ResetIn(Input):
+    token: Annotated[str, Field(min_length=1, max_length=200)]
+    new_password: Password
+
+
+class GoogleIn(Input):
+    id_token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class Accepted(Output):
+    detail: str
+
+
+class ApiKeyIn(Input):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    scopes: Annotated[list[str], Field(min_length=1, max_length=32)] = Field(
+        description="what the key may do, e.g. items:read, orders:write (see GRANTABLE_SCOPES)"
+    )
+
+
+class ApiKeyOut(Output):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    secret: str = Field(description="shown once: store it now")
+
+
+class ApiKeyPath(Input):
+    key_id: uuid.UUID

@@ -1,0 +1,149 @@
+"""Files: issue signed upload URLs, check what was uploaded, record checksums, clean up."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from imangor import storage
+from imangor.config import get_settings
+from imangor.errors import Conflict, NotFound, ValidationFailed
+from imangor.models import StoredFile
+from imangor.schemas.files import FileIn
+
+ABANDONED_AFTER = timedelta(days=1)
+
+
+def _field_error(field: str, message: str, kind: str) -> ValidationFailed:
+    return ValidationFailed(
+        [{"loc": ["body", field], "field": f"body.{field}", "message": message, "type": kind}],
+        detail=message,
+    )
+
+
+def start_upload(
+    session: Session, owner: uuid.UUID, data: FileIn
+) -> tuple[StoredFile, str, datetime]:
+    """A pending file row and a signed PUT URL bound to its content type and size."""
+    settings = get_settings()
+    if data.content_type not in settings.upload_content_types:
+        raise _field_error(
+            "content_type",
+            f"allowed types: {settings.upload_content_types}",
+            "content_type_not_allowed",
+        )
+    if data.size > settings.upload_max_bytes:
+        raise _field_error("size", f"the limit is {settings.upload_max_bytes} bytes", "too_large")
+    file_id = uuid.uuid4()
+    row = StoredFile(
+        id=file_id,
+        owner_id=owner,
+        filename=data.filename,
+        content_type=data.content_type,
+        size=data.size,
+        object_name=f"uploads/{owner}/{file_id}",
+    )
+    session.add(row)
+    session.flush()
+    minutes = settings.upload_url_minutes
+    url = storage.signed_url(
+        row.object_name, "PUT", minutes, content_type=row.content_type, size=row.size
+    )
+    return row, url, datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+def get_owned(
+    session: Session, owner: uuid.UUID, file_id: uuid.UUID, *, lock: bool = False
+) -> StoredFile:
+    """The caller's file; another user's file is 'not found', like a missing one."""
+    row = session.get(StoredFile, file_id, with_for_update=lock)
+    if row is None or row.owner_id != owner:
+        raise NotFound("no such file")
+    return row
+
+
+def complete_upload(session: Session, owner: uuid.UUID, file_id: uuid.UUID) -> StoredFile:
+    """Check the object really exists with the declared size and type, then mark it
+    uploaded (the caller enqueues process_upload). Calling it again is harmless."""
+    row = get_owned(session, owner, file_id, lock=True)
+    if row.status in ("uploaded", "ready"):
+        return row
+    if row.status == "rejected":
+        raise Conflict("this upload was rejected; start a new one")
+    blob = storage.bucket().get_blob(row.object_name)
+    if blob is None:
+        raise Conflict("nothing was uploaded yet: PUT the file to upload_url first")
+    if blob.size != row.size or (blob.content_type or "") != row.content_type:
+        blob.delete()
+        row.status = "rejected"
+        session.commit()  # the rejection stands even though this request answers an error
+        raise Conflict(
+            f"the object ({blob.size} bytes, {blob.content_type}) is not what was declared "
+            f"({row.size} bytes, {row.content_type}); it was deleted"
+        )
+    row.status, row.uploaded_at = "uploaded", datetime.now(UTC)
+    return row
+
+
+def process_upload(session: Session, file_id: uuid.UUID) -> dict[str, Any]:
+    """Background: stream the object to compute its SHA-256; the file becomes ready."""
+    row = session.get(StoredFile, file_id, with_for_update=True)
+    if row is None:
+        return {"status": "gone"}
+    if row.status == "ready":
+        return {"status": "ready", "sha256": row.sha256}
+    blob = storage.bucket().get_blob(row.object_name)
+    if blob is None:
+        raise RuntimeError(f"object {row.object_name} is missing")
+    digest = hashlib.sha256()
+    with blob.open("rb", chunk_size=1024 * 1024) as stream:
+        for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+            digest.update(chunk)
+    row.sha256, row.crc32c, row.status = digest.hexdigest(), blob.crc32c, "ready"
+    return {"status": "ready", "sha256": row.sha256, "size": blob.size}
+
+
+def download_url(
+    session: Session, owner: uuid.UUID, file_id: uuid.UUID
+) -> tuple[StoredFile, str, datetime]:
+    row = get_owned(session, owner, file_id)
+    if row.status != "ready" and row.status != "uploaded":
+        raise Conflict(f"the file is {row.status}, not downloadable yet")
+    minutes = get_settings().download_url_minutes
+    url = storage.signed_url(row.object_name, "GET", minutes)
+    return row, url, datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+def delete_file(session: Session, owner: uuid.UUID, file_id: uuid.UUID) -> None:
+    row = get_owned(session, owner, file_id, lock=True)
+    _delete_object(row.object_name)
+    session.delete(row)
+
+
+def _delete_object(object_name: str) -> None:
+    from google.api_core.exceptions import NotFound as ObjectMissing
+
+    with contextlib.suppress(ObjectMissing):  # never uploaded, or already gone
+        storage.bucket().blob(object_name).delete()
+
+
+def remove_abandoned_uploads(session: Session, now: datetime) -> int:
+    """Pending or rejected uploads older than a day: their object (if any) and row go."""
+    rows = session.scalars(
+        select(StoredFile)
+        .where(
+            StoredFile.status.in_(("pending", "rejected")),
+            StoredFile.created_at < now - ABANDONED_AFTER,
+        )
+        .limit(1000)
+    ).all()
+    for row in rows:
+        _delete_object(row.object_name)
+        session.delete(row)
+    return len(rows)

@@ -1,0 +1,197 @@
+"""Orders: placing one takes stock atomically; status moves along a fixed path.
+
+    pending ──► confirmed ──► shipped
+       └───────────┴──► cancelled        (only before shipping; cancelling restores stock)
+
+`transition` holds the rule; `confirm_order` and `ship_order` are safe to call from a
+background task delivered more than once (a repeat finds the order already there and does
+nothing).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from imangor import cache
+from imangor.auth.principal import Principal
+from imangor.errors import Conflict, NotFound, ValidationFailed
+from imangor.models import Order, Product
+from imangor.schemas.common import PageQuery
+from imangor.schemas.orders import OrderIn, OrderOut, OrderPage
+from imangor.services import idempotency
+from imangor.services.items import newest_key
+from imangor.services.pagination import decode_cursor, fingerprint, paginate
+
+PENDING, CONFIRMED, SHIPPED, CANCELLED = "pending", "confirmed", "shipped", "cancelled"
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({CONFIRMED, CANCELLED}),
+    CONFIRMED: frozenset({SHIPPED, CANCELLED}),
+    SHIPPED: frozenset(),
+    CANCELLED: frozenset(),
+}
+PLACE = ("POST", "/orders/")  # what an Idempotency-Key's fingerprint covers, with the body
+
+
+def transition(order: Order, target: str) -> None:
+    """Move `order` to `target`, or raise Conflict if the path does not allow it."""
+    if target not in TRANSITIONS[order.status]:
+        raise Conflict(f"an order that is {order.status} cannot become {target}")
+    order.status = target
+
+
+# -- placing ---------------------------------------------------------------------------------
+
+
+def place_order(
+    session: Session, user: Principal, data: OrderIn, idempotency_key: str | None = None
+) -> tuple[OrderOut, bool]:
+    """Create a pending order and take its stock in one transaction.
+
+    Returns (order, replayed): with an idempotency key already used for the same request, the
+    first answer and True. Raises Conflict when the stock is short (also when concurrent
+    buyers take the last units first) and ValidationFailed for an unknown product.
+    """
+    if idempotency_key is None:
+        return _place(session, user, data), False
+    return idempotency.run_once(
+        session,
+        user_id=user.user_id,
+        key=idempotency_key,
+        fingerprint=idempotency.request_fingerprint(*PLACE, data.model_dump(mode="json")),
+        status=201,
+        model=OrderOut,
+        run=lambda: _place(session, user, data),
+    )
+
+
+def _place(session: Session, user: Principal, data: OrderIn) -> OrderOut:
+    # One statement checks and takes the stock: concurrent buyers queue on the row lock and
+    # each re-checks `stock >= quantity` against the committed value, so stock never goes
+    # below zero and an oversold order is impossible.
+    taken = session.execute(
+        update(Product)
+        .where(Product.id == data.product_id, Product.stock >= data.quantity)
+        .values(stock=Product.stock - data.quantity, updated_at=func.now())
+        .returning(Product.price)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if taken is None:
+        left = session.scalar(select(Product.stock).where(Product.id == data.product_id))
+        if left is None:
+            raise ValidationFailed(
+                [
+                    {
+                        "loc": ["body", "product_id"],
+                        "field": "body.product_id",
+                        "message": "no product with this id",
+                        "type": "not_found",
+                    }
+                ]
+            )
+        raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
+    order = Order(
+        user_id=user.user_id,
+        product_id=data.product_id,
+        quantity=data.quantity,
+        unit_price=taken.price,
+        status=PENDING,
+    )
+    session.add(order)
+    session.flush()
+    cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
+    return to_out(order)
+
+
+def to_out(order: Order) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        user_id=order.user_id,
+        product_id=order.product_id,
+        quantity=order.quantity,
+        unit_price=order.unit_price,
+        total=order.unit_price * order.quantity,
+        status=order.status,  # the CHECK constraint holds it to OrderStatus
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def get_order(session: Session, user: Principal, order_id: uuid.UUID) -> OrderOut:
+    return to_out(_visible(session, user, order_id))
+
+
+def list_orders(session: Session, user: Principal, query: PageQuery) -> OrderPage:
+    """Newest first: a customer's own orders, or every order for staff."""
+    scope = "*" if user.is_staff else str(user.user_id)
+    query_id = fingerprint("orders", scope=scope, sort="newest")
+    stmt = select(Order).order_by(Order.created_at.desc(), Order.id.desc()).limit(query.limit + 1)
+    if not user.is_staff:
+        stmt = stmt.where(Order.user_id == user.user_id)
+    if query.cursor:
+        created, ident = newest_key(decode_cursor(query.cursor, query_id))
+        stmt = stmt.where(tuple_(Order.created_at, Order.id) < tuple_(created, ident))
+    rows = session.scalars(stmt).all()
+    page, cursor = paginate(rows, query.limit, query_id, lambda o: (o.created_at, o.id))
+    return OrderPage(items=[to_out(o) for o in page], next_cursor=cursor)
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def cancel_order(session: Session, user: Principal, order_id: uuid.UUID) -> OrderOut:
+    """Cancel a pending or confirmed order and put its quantity back in stock."""
+    order = _visible(session, user, order_id, for_update=True)
+    transition(order, CANCELLED)
+    session.execute(
+        update(Product)
+        .where(Product.id == order.product_id)
+        .values(stock=Product.stock + order.quantity, updated_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    session.refresh(order)
+    cache.bump_after_commit(session, cache.CATALOG)
+    return to_out(order)
+
+
+def confirm_order(session: Session, order_id: uuid.UUID) -> Order:
+    """pending → confirmed. Idempotent: an order already confirmed or shipped is returned
+    unchanged. Raises NotFound, or Conflict for a cancelled order (a terminal answer for a
+    task handler: retrying cannot help)."""
+    return _advance(session, order_id, CONFIRMED, done={CONFIRMED, SHIPPED})
+
+
+def ship_order(session: Session, order_id: uuid.UUID) -> Order:
+    """confirmed → shipped. Idempotent like `confirm_order`; a pending order is a Conflict."""
+    return _advance(session, order_id, SHIPPED, done={SHIPPED})
+
+
+def _advance(session: Session, order_id: uuid.UUID, target: str, done: set[str]) -> Order:
+    order = session.get(Order, order_id, with_for_update=True, populate_existing=True)
+    if order is None:
+        raise NotFound(f"no order {order_id}")
+    if order.status not in done:
+        transition(order, target)
+        session.flush()
+        session.refresh(order)
+    return order
+
+
+def _visible(
+    session: Session, user: Principal, order_id: uuid.UUID, *, for_update: bool = False
+) -> Order:
+    stmt = select(Order).where(Order.id == order_id)
+    if not user.is_staff:
+        stmt = stmt.where(Order.user_id == user.user_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    order = session.scalars(stmt).one_or_none()
+    if order is None:
+        raise NotFound(f"no order {order_id}")
+    return order

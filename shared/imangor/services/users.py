@@ -1,0 +1,201 @@
+"""Accounts: registration, profile changes and what admins may do to users."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from imangor.auth.passwords import hash_password, verify_password
+from imangor.config import get_settings
+from imangor.errors import Conflict, NotAuthenticated, NotFound, ValidationFailed
+from imangor.models import RefreshToken, User
+from imangor.schemas.users import (
+    AdminUserCreate,
+    AdminUserUpdate,
+    RegisterIn,
+    UserFilter,
+    UserUpdateMe,
+)
+from imangor.services.pagination import decode_cursor, fingerprint, paginate
+
+
+def check_password_policy(password: str, email: str, field: str = "password") -> None:
+    """Long enough and not the e-mail address; the message names the rule broken."""
+    problems = []
+    minimum = get_settings().password_min_length
+    if len(password) < minimum:
+        problems.append(f"must be at least {minimum} characters")
+    if password.strip().lower() == email.strip().lower():
+        problems.append("must not be the e-mail address")
+    if problems:
+        errors = [
+            {
+                "loc": ["body", field],
+                "field": f"body.{field}",
+                "message": message,
+                "type": "password_policy",
+            }
+            for message in problems
+        ]
+        raise ValidationFailed(errors, detail=f"the password {' and '.join(problems)}")
+
+
+def _email_taken(session: Session, email: str, except_id: uuid.UUID | None = None) -> bool:
+    query = select(User.id).where(User.email == email)
+    if except_id is not None:
+        query = query.where(User.id != except_id)
+    return session.scalar(query) is not None
+
+
+def create_user(
+    session: Session,
+    email: str,
+    password: str,
+    full_name: str,
+    *,
+    role: str = "customer",
+    is_active: bool = True,
+) -> User:
+    check_password_policy(password, email)
+    if _email_taken(session, email):
+        raise Conflict("an account with this e-mail already exists")
+    user = User(
+        email=email,
+        hashed_password=hash_password(password),
+        full_name=full_name,
+        role=role,
+        is_active=is_active,
+    )
+    session.add(user)
+    session.flush()  # the unique index still guards a concurrent registration (409)
+    return user
+
+
+def register(session: Session, data: RegisterIn) -> User:
+    return create_user(session, data.email, data.password.get_secret_value(), data.full_name)
+
+
+def get_user(session: Session, user_id: uuid.UUID) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+def update_me(session: Session, user_id: uuid.UUID, data: UserUpdateMe) -> User:
+    user = get_user(session, user_id)
+    if data.email is not None and data.email != user.email:
+        if _email_taken(session, data.email, user.id):
+            raise Conflict("an account with this e-mail already exists")
+        user.email = data.email
+        user.email_verified = False
+    if data.full_name is not None:
+        user.full_name = data.full_name
+    session.flush()
+    return user
+
+
+def change_password(
+    session: Session, user_id: uuid.UUID, current: str, new: str, keep_session: uuid.UUID | None
+) -> None:
+    """Needs the current password; every other session (refresh family) is revoked."""
+    user = get_user(session, user_id)
+    ok, _ = verify_password(current, user.hashed_password)
+    if not ok:
+        raise NotAuthenticated("the current password is wrong")
+    check_password_policy(new, user.email, "new_password")
+    user.hashed_password = hash_password(new)
+    revoke = update(RefreshToken).where(
+        RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)
+    )
+    if keep_session is not None:
+        revoke = revoke.where(RefreshToken.family_id != keep_session)
+    session.execute(revoke.values(revoked_at=func.now()))
+
+
+def list_users(session: Session, query: UserFilter) -> tuple[list[User], str | None]:
+    filters: dict[str, Any] = query.model_dump(exclude={"limit", "cursor"}, exclude_none=True)
+    stmt = select(User)
+    if "email" in filters:
+        stmt = stmt.where(User.email == filters["email"].strip().lower())
+    if "role" in filters:
+        stmt = stmt.where(User.role == filters["role"])
+    if "is_active" in filters:
+        stmt = stmt.where(User.is_active == filters["is_active"])
+    fp = fingerprint("users", **filters)
+    if query.cursor:
+        created, last_id = decode_cursor(query.cursor, fp)
+        after = (datetime.fromisoformat(created), uuid.UUID(last_id))
+        stmt = stmt.where(tuple_(User.created_at, User.id) > after)
+    rows = session.scalars(stmt.order_by(User.created_at, User.id).limit(query.limit + 1)).all()
+    return paginate(rows, query.limit, fp, lambda u: [u.created_at.isoformat(), str(u.id)])
+
+
+def admin_create(session: Session, data: AdminUserCreate) -> User:
+    return create_user(
+        session,
+        data.email,
+        data.password.get_secret_value(),
+        data.full_name,
+        role=data.role,
+        is_active=data.is_active,
+    )
+
+
+def admin_update(session: Session, user_id: uuid.UUID, data: AdminUserUpdate) -> User:
+    user = get_user(session, user_id)
+    losing_admin = user.role == "admin" and (
+        (data.role is not None and data.role != "admin") or data.is_active is False
+    )
+    if losing_admin:
+        _keep_an_admin(session, user.id)
+    if data.email is not None and data.email != user.email:
+        if _email_taken(session, data.email, user.id):
+            raise Conflict("an account with this e-mail already exists")
+        user.email = data.email
+    if data.password is not None:
+        check_password_policy(data.password.get_secret_value(), user.email)
+        user.hashed_password = hash_password(data.password.get_secret_value())
+    for field in ("full_name", "role", "is_active"):
+        value = getattr(data, field)
+        if value is not None:
+            setattr(user, field, value)
+    if data.is_active is False or data.password is not None:
+        revoke_all_sessions(session, user.id)
+    session.flush()
+    return user
+
+
+def delete_user(session: Session, user_id: uuid.UUID) -> None:
+    user = get_user(session, user_id)
+    if user.role == "admin":
+        _keep_an_admin(session, user.id)
+    session.delete(user)
+    session.flush()
+
+
+def _keep_an_admin(session: Session, leaving: uuid.UUID) -> None:
+    """Refuse when `leaving` is the last active admin. The admins' rows are locked, so two
+    admins demoting each other at once cannot both succeed."""
+    admins = session.scalars(
+        select(User.id)
+        .where(User.role == "admin", User.is_active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+    ).all()
+    if [a for a in admins if a != leaving] == []:
+        raise Conflict("this is the last admin: promote another admin first")
+
+
+def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> None:
+    """Revoke every refresh family and make every access token issued so far invalid."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=func.now()))

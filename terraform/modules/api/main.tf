@@ -1,0 +1,378 @@
+# The whole Imangor API in one environment: network, Cloud SQL, Memorystore, bucket, one
+# Cloud Run service per registered unit, Cloud Tasks queues, Cloud Scheduler jobs, the HTTPS
+# load balancer, the migration and smoke-test jobs, delivery identity and monitoring.
+# What is deployed per unit comes from the code's registry through the registry module.
+
+terraform {
+  required_providers {
+    google = { source = "hashicorp/google" }
+    random = { source = "hashicorp/random" }
+  }
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  name_prefix = "imangor-${var.environment}"
+  labels      = { app = "imangor", environment = var.environment }
+
+  secret_key_secret_id  = "${local.name_prefix}-secret-key"
+  first_admin_secret_id = "${local.name_prefix}-first-admin-password"
+
+  units        = module.registry.units
+  public_units = { for name, unit in local.units : name => unit if !unit.internal }
+}
+
+module "registry" {
+  source = "../registry"
+
+  inventory         = var.inventory
+  project_id        = var.project_id
+  project_number    = data.google_project.this.number
+  region            = var.region
+  name_prefix       = local.name_prefix
+  max_instances_cap = var.max_instances_cap
+
+  platform = {
+    instance_connection_name    = module.database.connection_name
+    database_name               = module.database.database_name
+    bucket                      = module.storage.bucket
+    secret_key_secret           = google_secret_manager_secret.secret_key.secret_id
+    redis_url_secret            = module.redis.url_secret_id
+    first_admin_password_secret = local.first_admin_secret_id
+    first_admin_email           = var.first_admin_email
+    tasks_invoker_email         = module.tasks.invoker_email
+    cors_origins                = var.cors_origins
+    log_level                   = var.log_level
+  }
+}
+
+# ---- Network, data stores --------------------------------------------------------------
+
+module "network" {
+  source = "../network"
+
+  project_id  = var.project_id
+  region      = var.region
+  name_prefix = local.name_prefix
+}
+
+module "database" {
+  source = "../database"
+
+  project_id           = var.project_id
+  region               = var.region
+  name                 = "${local.name_prefix}-pg"
+  network_id           = module.network.network_id
+  allocated_ip_range   = module.network.private_services_range
+  tier                 = var.database.tier
+  availability_type    = var.database.availability_type
+  disk_size_gb         = var.database.disk_size_gb
+  max_connections      = var.database.max_connections
+  reserved_connections = var.database.reserved_connections
+  retained_backups     = var.database.retained_backups
+  connection_demand    = module.registry.connection_demand
+  deletion_protection  = var.deletion_protection
+  labels               = local.labels
+
+  depends_on = [module.network] # private service access must exist first
+}
+
+module "redis" {
+  source = "../redis"
+
+  project_id        = var.project_id
+  region            = var.region
+  name              = "${local.name_prefix}-redis"
+  network_id        = module.network.network_id
+  reserved_ip_range = module.network.private_services_range
+  tier              = var.redis.tier
+  memory_size_gb    = var.redis.memory_size_gb
+  labels            = local.labels
+
+  depends_on = [module.network]
+}
+
+module "storage" {
+  source = "../storage"
+
+  project_id   = var.project_id
+  name         = "${var.project_id}-${local.name_prefix}-files"
+  location     = var.region
+  cors_origins = var.cors_origins
+  labels       = local.labels
+}
+
+# ---- Secrets ----------------------------------------------------------------------------
+
+# The JWT signing key. Generated at apply time and written write-only: it never enters the
+# Terraform state. Bump secret_key_version to rotate (see infra/README.md).
+resource "google_secret_manager_secret" "secret_key" {
+  project   = var.project_id
+  secret_id = local.secret_key_secret_id
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+}
+
+ephemeral "random_password" "secret_key" {
+  length  = 64
+  special = false
+}
+
+resource "google_secret_manager_secret_version" "secret_key" {
+  secret                 = google_secret_manager_secret.secret_key.id
+  secret_data_wo         = ephemeral.random_password.secret_key.result
+  secret_data_wo_version = var.secret_key_version
+  # A rotated-out key is disabled, not destroyed: re-enable it to roll back.
+  deletion_policy = "DISABLE"
+}
+
+# The first admin's password (only when first_admin_email is set); read it once with
+# `gcloud secrets versions access latest --secret=...`.
+resource "google_secret_manager_secret" "first_admin_password" {
+  count     = var.first_admin_email == "" ? 0 : 1
+  project   = var.project_id
+  secret_id = local.first_admin_secret_id
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+}
+
+ephemeral "random_password" "first_admin_password" {
+  length = 32
+}
+
+resource "google_secret_manager_secret_version" "first_admin_password" {
+  count                  = var.first_admin_email == "" ? 0 : 1
+  secret                 = google_secret_manager_secret.first_admin_password[0].id
+  secret_data_wo         = ephemeral.random_password.first_admin_password.result
+  secret_data_wo_version = 1
+}
+
+# ---- Container images and delivery identity ---------------------------------------------
+
+resource "google_artifact_registry_repository" "images" {
+  #checkov:skip=CKV_GCP_84:Images hold no customer data; Google-managed encryption is enough
+  project       = var.project_id
+  location      = var.region
+  repository_id = "imangor"
+  format        = "DOCKER"
+  description   = "Imangor API images, tagged with the commit they were built from."
+  labels        = local.labels
+
+  docker_config {
+    immutable_tags = true
+  }
+
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-recent-releases"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 30
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "${90 * 24 * 3600}s"
+    }
+  }
+}
+
+# Layer cache of the Docker build (mutable tag, so kept out of the immutable repository).
+resource "google_artifact_registry_repository" "build_cache" {
+  #checkov:skip=CKV_GCP_84:Build cache layers only; Google-managed encryption is enough
+  project       = var.project_id
+  location      = var.region
+  repository_id = "imangor-build-cache"
+  format        = "DOCKER"
+  description   = "Docker layer cache of the Imangor image build."
+  labels        = local.labels
+
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "delete-stale"
+    action = "DELETE"
+    condition {
+      older_than = "${14 * 24 * 3600}s"
+    }
+  }
+}
+
+resource "google_service_account" "deployer" {
+  project      = var.project_id
+  account_id   = "${local.name_prefix}-deployer"
+  display_name = "Imangor Cloud Build deployer"
+  description  = "Runs cloudbuild.yaml: pushes images, runs the migration and smoke jobs, deploys revisions."
+}
+
+resource "google_project_iam_member" "deployer" {
+  for_each = toset(["roles/run.developer", "roles/logging.logWriter"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+resource "google_artifact_registry_repository_iam_member" "deployer_push" {
+  for_each   = { images = google_artifact_registry_repository.images.name, cache = google_artifact_registry_repository.build_cache.name }
+  project    = var.project_id
+  location   = var.region
+  repository = each.value
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+# ---- Background work ----------------------------------------------------------------------
+
+module "tasks" {
+  source = "../tasks"
+
+  project_id     = var.project_id
+  region         = var.region
+  name_prefix    = local.name_prefix
+  queues         = module.registry.queues
+  target_service = contains(keys(local.units), "tasks") ? module.unit["tasks"].service_name : ""
+}
+
+module "scheduler" {
+  source = "../scheduler"
+
+  project_id     = var.project_id
+  region         = var.region
+  name_prefix    = local.name_prefix
+  schedules      = module.registry.schedules
+  target_service = contains(keys(local.units), "cron") ? module.unit["cron"].service_name : ""
+}
+
+# ---- The function units -----------------------------------------------------------------
+
+module "unit" {
+  source   = "../unit"
+  for_each = local.units
+
+  project_id            = var.project_id
+  region                = var.region
+  name                  = each.key
+  spec                  = each.value
+  image                 = var.image
+  network_id            = module.network.network_id
+  subnetwork_id         = module.network.subnetwork_id
+  sql_instance          = module.database.instance_name
+  sql_iam_condition     = module.database.iam_condition
+  bucket                = module.storage.bucket
+  queues                = module.tasks.queue_ids
+  tasks_invoker_account = module.tasks.invoker_name
+  deployer_email        = google_service_account.deployer.email
+  deletion_protection   = var.deletion_protection
+  labels                = local.labels
+
+  # Revisions read SECRET_KEY and REDIS_URL at start: their first versions must exist.
+  depends_on = [google_secret_manager_secret_version.secret_key, module.redis]
+}
+
+# ---- Migrations and smoke tests (Cloud Run jobs on the same image) ------------------------
+
+module "migrate" {
+  source = "../job"
+
+  project_id          = var.project_id
+  region              = var.region
+  name                = "migrate"
+  job_name            = "${local.name_prefix}-migrate"
+  account_id          = module.registry.migrate.account_id
+  description         = "Runs python -m imangor.migrate; owns the schema (see infra/README.md, bootstrap)."
+  image               = var.image
+  command             = ["python", "-m", "imangor.migrate"]
+  env                 = module.registry.migrate.env
+  secrets             = module.registry.migrate.secrets
+  timeout             = "900s"
+  network_id          = module.network.network_id
+  subnetwork_id       = module.network.subnetwork_id
+  deployer_email      = google_service_account.deployer.email
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  depends_on = [google_secret_manager_secret_version.secret_key, google_secret_manager_secret_version.first_admin_password]
+}
+
+resource "google_project_iam_member" "migrate_sql" {
+  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${module.migrate.service_account_email}"
+
+  condition {
+    title       = "only-${module.database.instance_name}"
+    description = "The Imangor instance only."
+    expression  = module.database.iam_condition
+  }
+}
+
+resource "google_sql_user" "migrate" {
+  project         = var.project_id
+  instance        = module.database.instance_name
+  name            = trimsuffix(module.migrate.service_account_email, ".gserviceaccount.com")
+  type            = "CLOUD_IAM_SERVICE_ACCOUNT"
+  deletion_policy = "ABANDON"
+}
+
+# Runs infra/tools/smoke.py against the tagged, traffic-less revisions of a release. Its
+# egress goes through the VPC so that its calls to run.app count as internal traffic (public
+# units only accept the load balancer and internal callers). It needs no role.
+module "smoke" {
+  source = "../job"
+
+  project_id          = var.project_id
+  region              = var.region
+  name                = "smoke"
+  job_name            = "${local.name_prefix}-smoke"
+  account_id          = "${local.name_prefix}-smoke"
+  description         = "Smoke-tests tagged revisions before they get traffic; holds no role."
+  image               = var.image
+  command             = ["python", "infra/tools/smoke.py"]
+  timeout             = "300s"
+  egress              = "ALL_TRAFFIC"
+  network_id          = module.network.network_id
+  subnetwork_id       = module.network.subnetwork_id
+  deployer_email      = google_service_account.deployer.email
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+}
+
+# ---- The API domain -----------------------------------------------------------------------
+
+module "load_balancer" {
+  source = "../load_balancer"
+
+  project_id            = var.project_id
+  region                = var.region
+  name_prefix           = local.name_prefix
+  domain                = var.domain
+  units                 = { for name, unit in local.public_units : name => { service_name = module.unit[name].service_name, paths = unit.paths } }
+  waf_preview           = var.waf_preview
+  rate_limit_per_minute = var.rate_limit_per_minute
+}
+
+module "monitoring" {
+  source = "../monitoring"
+
+  project_id      = var.project_id
+  region          = var.region
+  environment     = var.environment
+  name_prefix     = local.name_prefix
+  domain          = var.domain
+  sql_instance    = module.database.instance_name
+  max_connections = var.database.max_connections
+  redis_instance  = module.redis.instance_name
+  forwarding_rule = module.load_balancer.forwarding_rule
+  alert_emails    = var.alert_emails
+}

@@ -1,0 +1,236 @@
+# One API domain: a global external HTTPS load balancer whose URL map sends each path prefix
+# of the registry to its unit's Cloud Run service (serverless NEGs), with a Google-managed
+# certificate and a Cloud Armor policy. Units marked internal are not behind it.
+
+terraform {
+  required_providers {
+    google = { source = "hashicorp/google" }
+  }
+}
+
+locals {
+  # OWASP CRS 3.3 rules at the lowest sensitivity (fewest false positives on a JSON API),
+  # plus Google's rule for critical CVEs such as Log4Shell.
+  waf_rules = {
+    "sqli-v33-stable"             = 1000
+    "xss-v33-stable"              = 1001
+    "lfi-v33-stable"              = 1002
+    "rfi-v33-stable"              = 1003
+    "rce-v33-stable"              = 1004
+    "scannerdetection-v33-stable" = 1005
+    "protocolattack-v33-stable"   = 1006
+    "sessionfixation-v33-stable"  = 1007
+    "cve-canary"                  = 1008
+  }
+  routed = { for name, unit in var.units : name => unit if length(unit.paths) > 0 }
+}
+
+resource "google_compute_region_network_endpoint_group" "unit" {
+  for_each              = var.units
+  project               = var.project_id
+  name                  = "${var.name_prefix}-${each.key}"
+  region                = var.region
+  network_endpoint_type = "SERVERLESS"
+
+  cloud_run {
+    service = each.value.service_name
+  }
+}
+
+resource "google_compute_backend_service" "unit" {
+  for_each              = var.units
+  project               = var.project_id
+  name                  = "${var.name_prefix}-${each.key}"
+  protocol              = "HTTPS"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  security_policy       = google_compute_security_policy.api.id
+
+  backend {
+    group = google_compute_region_network_endpoint_group.unit[each.key].id
+  }
+
+  log_config {
+    enable      = true
+    sample_rate = var.log_sample_rate
+  }
+}
+
+resource "google_compute_url_map" "api" {
+  project         = var.project_id
+  name            = "${var.name_prefix}-api"
+  default_service = google_compute_backend_service.unit[var.default_unit].id
+
+  host_rule {
+    hosts        = [var.domain]
+    path_matcher = "units"
+  }
+
+  path_matcher {
+    name            = "units"
+    default_service = google_compute_backend_service.unit[var.default_unit].id
+
+    # From the registry: each path prefix P of a unit gives the rules P and P/*.
+    dynamic "path_rule" {
+      for_each = local.routed
+      content {
+        paths   = path_rule.value.paths
+        service = google_compute_backend_service.unit[path_rule.key].id
+      }
+    }
+  }
+}
+
+resource "google_compute_managed_ssl_certificate" "api" {
+  project = var.project_id
+  name    = "${var.name_prefix}-api"
+
+  managed {
+    domains = [var.domain]
+  }
+}
+
+resource "google_compute_ssl_policy" "api" {
+  project         = var.project_id
+  name            = "${var.name_prefix}-api"
+  profile         = "RESTRICTED"
+  min_tls_version = "TLS_1_2"
+}
+
+resource "google_compute_target_https_proxy" "api" {
+  project          = var.project_id
+  name             = "${var.name_prefix}-api"
+  url_map          = google_compute_url_map.api.id
+  ssl_certificates = [google_compute_managed_ssl_certificate.api.id]
+  ssl_policy       = google_compute_ssl_policy.api.id
+}
+
+resource "google_compute_global_address" "api" {
+  project    = var.project_id
+  name       = "${var.name_prefix}-api"
+  ip_version = "IPV4"
+}
+
+resource "google_compute_global_forwarding_rule" "https" {
+  project               = var.project_id
+  name                  = "${var.name_prefix}-api-https"
+  target                = google_compute_target_https_proxy.api.id
+  ip_address            = google_compute_global_address.api.id
+  ip_protocol           = "TCP"
+  port_range            = "443"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+}
+
+# Plain HTTP only answers with a permanent redirect to HTTPS.
+resource "google_compute_url_map" "redirect" {
+  project = var.project_id
+  name    = "${var.name_prefix}-api-redirect"
+
+  default_url_redirect {
+    https_redirect         = true
+    strip_query            = false
+    redirect_response_code = "MOVED_PERMANENTLY_DEFAULT"
+  }
+}
+
+resource "google_compute_target_http_proxy" "redirect" {
+  project = var.project_id
+  name    = "${var.name_prefix}-api-redirect"
+  url_map = google_compute_url_map.redirect.id
+}
+
+resource "google_compute_global_forwarding_rule" "http" {
+  project               = var.project_id
+  name                  = "${var.name_prefix}-api-http"
+  target                = google_compute_target_http_proxy.redirect.id
+  ip_address            = google_compute_global_address.api.id
+  ip_protocol           = "TCP"
+  port_range            = "80"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+}
+
+resource "google_compute_security_policy" "api" {
+  project     = var.project_id
+  name        = "${var.name_prefix}-api"
+  description = "Imangor API edge: blocked paths, OWASP WAF, per-IP rate-based ban."
+  type        = "CLOUD_ARMOR"
+
+  advanced_options_config {
+    json_parsing = "STANDARD" # the WAF inspects JSON bodies field by field
+    log_level    = "NORMAL"
+  }
+
+  adaptive_protection_config {
+    layer_7_ddos_defense_config {
+      enable = true
+    }
+  }
+
+  # Operational endpoints the public has no business reading.
+  dynamic "rule" {
+    for_each = length(var.blocked_paths) > 0 ? [var.blocked_paths] : []
+    content {
+      action      = "deny(404)"
+      priority    = 100
+      description = "Not exposed through the load balancer"
+      match {
+        expr {
+          expression = join(" || ", [for p in rule.value : "request.path.startsWith('${p}')"])
+        }
+      }
+    }
+  }
+
+  dynamic "rule" {
+    for_each = local.waf_rules
+    content {
+      action      = "deny(403)"
+      priority    = rule.value
+      preview     = var.waf_preview
+      description = "Preconfigured WAF: ${rule.key}"
+      match {
+        expr {
+          expression = "evaluatePreconfiguredWaf('${rule.key}', {'sensitivity': 1})"
+        }
+      }
+    }
+  }
+
+  # Evaluated after the WAF (a conforming request is allowed here and stops evaluation).
+  rule {
+    action      = "rate_based_ban"
+    priority    = 2000
+    description = "Per-IP rate limit; repeat offenders are banned for a while"
+    match {
+      versioned_expr = "SRC_IPS_V1"
+      config {
+        src_ip_ranges = ["*"]
+      }
+    }
+    rate_limit_options {
+      conform_action   = "allow"
+      exceed_action    = "deny(429)"
+      enforce_on_key   = "IP"
+      ban_duration_sec = var.ban_duration_sec
+      rate_limit_threshold {
+        count        = var.rate_limit_per_minute
+        interval_sec = 60
+      }
+      ban_threshold {
+        count        = var.rate_limit_per_minute * 5
+        interval_sec = 300
+      }
+    }
+  }
+
+  rule {
+    action      = "allow"
+    priority    = 2147483647
+    description = "Default: allow"
+    match {
+      versioned_expr = "SRC_IPS_V1"
+      config {
+        src_ip_ranges = ["*"]
+      }
+    }
+  }
+}

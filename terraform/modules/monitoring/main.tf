@@ -1,0 +1,289 @@
+# Uptime check on /health through the public domain, alert policies (5xx ratio, p99 latency,
+# dead tasks, Cloud SQL CPU and connections, Redis memory) and the API dashboard, whose JSON
+# lives in infra/dashboards/ so that it can be edited and reviewed as a file.
+
+terraform {
+  required_providers {
+    google = { source = "hashicorp/google" }
+  }
+}
+
+locals {
+  dashboard_template = "${path.module}/../../../infra/dashboards/api.json"
+  service_regex      = "${var.name_prefix}-.*"
+  sql_database_id    = "${var.project_id}:${var.sql_instance}"
+  redis_instance_id  = "projects/${var.project_id}/locations/${var.region}/instances/${var.redis_instance}"
+  channels           = [for c in google_monitoring_notification_channel.email : c.id]
+}
+
+resource "google_monitoring_notification_channel" "email" {
+  for_each     = toset(var.alert_emails)
+  project      = var.project_id
+  display_name = "Imangor ${var.environment} on-call: ${each.value}"
+  type         = "email"
+  labels = {
+    email_address = each.value
+  }
+}
+
+resource "google_monitoring_uptime_check_config" "health" {
+  project      = var.project_id
+  display_name = "${var.name_prefix} /health"
+  timeout      = "10s"
+  period       = "60s"
+  checker_type = "STATIC_IP_CHECKERS"
+
+  http_check {
+    path           = "/health"
+    port           = 443
+    use_ssl        = true
+    validate_ssl   = true
+    request_method = "GET"
+    accepted_response_status_codes {
+      status_class = "STATUS_CLASS_2XX"
+    }
+  }
+
+  monitored_resource {
+    type = "uptime_url"
+    labels = {
+      project_id = var.project_id
+      host       = var.domain
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "uptime" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: /health is failing"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "CRITICAL"
+
+  conditions {
+    display_name = "Uptime check failing from several locations"
+    condition_threshold {
+      filter          = "metric.type=\"monitoring.googleapis.com/uptime_check/check_passed\" AND metric.label.check_id=\"${google_monitoring_uptime_check_config.health.uptime_check_id}\" AND resource.type=\"uptime_url\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 1
+      duration        = "300s"
+      aggregations {
+        alignment_period     = "1200s"
+        per_series_aligner   = "ALIGN_NEXT_OLDER"
+        cross_series_reducer = "REDUCE_COUNT_FALSE"
+        group_by_fields      = ["resource.label.*"]
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "https://${var.domain}/health fails. Check the load balancer, the certificate and the health unit's revisions (infra/README.md, Rollback)."
+  }
+}
+
+resource "google_monitoring_alert_policy" "error_ratio" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: 5xx ratio above ${var.error_ratio_threshold * 100}%"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "Share of 5xx responses per unit"
+    condition_prometheus_query_language {
+      query               = <<-PROMQL
+        sum by (service_name) (rate(run_googleapis_com:request_count{monitored_resource="cloud_run_revision", service_name=~"${local.service_regex}", response_code_class="5xx"}[5m]))
+        /
+        sum by (service_name) (rate(run_googleapis_com:request_count{monitored_resource="cloud_run_revision", service_name=~"${local.service_regex}"}[5m]))
+        > ${var.error_ratio_threshold}
+      PROMQL
+      duration            = "300s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A unit answers more than ${var.error_ratio_threshold * 100}% 5xx. Look at its ERROR logs (request_id groups one request); roll back if a release caused it (infra/README.md)."
+  }
+}
+
+resource "google_monitoring_alert_policy" "latency" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: p99 latency above ${var.latency_p99_ms} ms"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "WARNING"
+
+  conditions {
+    display_name = "p99 request latency per unit"
+    condition_prometheus_query_language {
+      query               = <<-PROMQL
+        histogram_quantile(0.99, sum by (le, service_name) (rate(run_googleapis_com:request_latencies_bucket{monitored_resource="cloud_run_revision", service_name=~"${local.service_regex}"}[5m])))
+        > ${var.latency_p99_ms}
+      PROMQL
+      duration            = "600s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "p99 latency of a unit is above ${var.latency_p99_ms} ms for 10 minutes: check cold starts (min instances), database CPU and slow queries (Query Insights)."
+  }
+}
+
+# Dead tasks: the task runtime logs one JSON line with event="task_dead" when a task has used
+# all its attempts; this log-based metric counts them.
+resource "google_logging_metric" "tasks_dead" {
+  project     = var.project_id
+  name        = "tasks_dead_total"
+  description = "Background tasks that exhausted their retries (recorded, never dropped)."
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${var.name_prefix}-\" AND jsonPayload.event=\"task_dead\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "queue"
+      value_type  = "STRING"
+      description = "Cloud Tasks queue"
+    }
+    labels {
+      key         = "task"
+      value_type  = "STRING"
+      description = "Task handler name"
+    }
+  }
+
+  label_extractors = {
+    queue = "EXTRACT(jsonPayload.queue)"
+    task  = "EXTRACT(jsonPayload.task)"
+  }
+}
+
+resource "google_monitoring_alert_policy" "dead_tasks" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: background tasks died"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "tasks_dead_total increased"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.tasks_dead.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.task"]
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A background task exhausted its retries. GET /jobs/{id} shows its last error; fix the cause, then re-enqueue it."
+  }
+}
+
+resource "google_monitoring_alert_policy" "sql_cpu" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: Cloud SQL CPU above ${var.sql_cpu_threshold * 100}%"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "WARNING"
+
+  conditions {
+    display_name = "Cloud SQL CPU utilization"
+    condition_threshold {
+      filter          = "metric.type=\"cloudsql.googleapis.com/database/cpu/utilization\" AND resource.type=\"cloudsql_database\" AND resource.label.database_id=\"${local.sql_database_id}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.sql_cpu_threshold
+      duration        = "600s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MEAN"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Cloud SQL CPU is high: look at Query Insights for the top queries, then scale the tier."
+  }
+}
+
+resource "google_monitoring_alert_policy" "sql_connections" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: Cloud SQL connections near max_connections"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "WARNING"
+
+  conditions {
+    display_name = "Backends above ${var.connections_threshold * 100}% of max_connections (${var.max_connections})"
+    condition_threshold {
+      filter          = "metric.type=\"cloudsql.googleapis.com/database/postgresql/num_backends\" AND resource.type=\"cloudsql_database\" AND resource.label.database_id=\"${local.sql_database_id}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = floor(var.max_connections * var.connections_threshold)
+      duration        = "300s"
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_MEAN"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.database_id"]
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Connections approach max_connections: a pool leak, or more instances than the connection budget allows (tests/infra/test_terraform.py)."
+  }
+}
+
+resource "google_monitoring_alert_policy" "redis_memory" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: Redis memory above ${var.redis_memory_threshold * 100}%"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "WARNING"
+
+  conditions {
+    display_name = "Memorystore memory usage ratio"
+    condition_threshold {
+      filter          = "metric.type=\"redis.googleapis.com/stats/memory/usage_ratio\" AND resource.type=\"redis_instance\" AND resource.label.instance_id=\"${local.redis_instance_id}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.redis_memory_threshold
+      duration        = "600s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MEAN"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Redis memory is high: keys are evicted (allkeys-lru), rate limits may reset early. Raise memory_size_gb."
+  }
+}
+
+resource "google_monitoring_dashboard" "api" {
+  project = var.project_id
+  dashboard_json = templatefile(local.dashboard_template, {
+    title           = "Imangor API (${var.environment})"
+    service_regex   = local.service_regex
+    sql_database_id = local.sql_database_id
+    redis_instance  = local.redis_instance_id
+    forwarding_rule = var.forwarding_rule
+    max_connections = var.max_connections
+  })
+}

@@ -1,0 +1,85 @@
+variable "project_id" {
+  description = "Google Cloud project id."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Memorystore instance."
+  type        = string
+}
+
+variable "environment" {
+  description = "dev or prod (shown in names)."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of resource names; the units' services are PREFIX-UNIT."
+  type        = string
+}
+
+variable "domain" {
+  description = "The API's domain, probed by the uptime check."
+  type        = string
+}
+
+variable "sql_instance" {
+  description = "Cloud SQL instance name."
+  type        = string
+}
+
+variable "max_connections" {
+  description = "The instance's max_connections flag."
+  type        = number
+}
+
+variable "redis_instance" {
+  description = "Memorystore instance name."
+  type        = string
+}
+
+variable "forwarding_rule" {
+  description = "Name of the load balancer's HTTPS forwarding rule."
+  type        = string
+}
+
+variable "alert_emails" {
+  description = "Addresses notified by every alert policy."
+  type        = list(string)
+  default     = []
+}
+
+variable "error_ratio_threshold" {
+  description = "Share of 5xx responses (0-1) above which a unit alerts."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.error_ratio_threshold > 0 && var.error_ratio_threshold < 1
+    error_message = "error_ratio_threshold must be between 0 and 1."
+  }
+}
+
+variable "latency_p99_ms" {
+  description = "p99 request latency, in ms, above which a unit alerts."
+  type        = number
+  default     = 2000
+}
+
+variable "sql_cpu_threshold" {
+  description = "Cloud SQL CPU utilization (0-1) that alerts."
+  type        = number
+  default     = 0.8
+}
+
+variable "connections_threshold" {
+  description = "Share of max_connections (0-1) in use that alerts."
+  type        = number
+  default     = 0.8
+}
+
+variable "redis_memory_threshold" {
+  description = "Redis memory usage ratio (0-1) that alerts."
+  type        = number
+  default     = 0.8
+}

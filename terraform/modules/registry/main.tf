@@ -1,0 +1,129 @@
+# Everything Terraform deploys per unit, derived from the code's registry (the generated
+# inventory) and nothing else: names, URLs, sizing, ingress, load-balancer paths, and the
+# environment variables and secrets each unit reads. Pure expressions, no resources and no
+# provider, so the derivation is tested offline (tests/infra/test_terraform.py).
+
+locals {
+  units = var.inventory.units
+  pool  = var.inventory.database_pool
+
+  connections_per_instance = local.pool.pool_size + local.pool.max_overflow
+
+  # Cloud Run's deterministic URL (https://SERVICE-PROJECT_NUMBER.REGION.run.app) is known
+  # before the service exists, so no unit waits on another (tasks target, OIDC audiences).
+  service_names = { for name, _ in local.units : name => "${var.name_prefix}-${name}" }
+  urls          = { for name, svc in local.service_names : name => "https://${svc}-${var.project_number}.${var.region}.run.app" }
+  tasks_url     = "https://${var.name_prefix}-tasks-${var.project_number}.${var.region}.run.app"
+  cron_url      = "https://${var.name_prefix}-cron-${var.project_number}.${var.region}.run.app"
+
+  # One service account per unit, named like its service.
+  emails = { for name, svc in local.service_names : name => "${svc}@${var.project_id}.iam.gserviceaccount.com" }
+
+  # ---- The app's environment, in one place (pydantic-settings reads the upper-case names) ----
+  common_env = {
+    ENVIRONMENT  = "production" # strict settings: placeholder secrets are refused
+    GCP_PROJECT  = var.project_id
+    LOG_LEVEL    = var.platform.log_level
+    CORS_ORIGINS = jsonencode(var.platform.cors_origins)
+  }
+  database_env = {
+    INSTANCE_CONNECTION_NAME = var.platform.instance_connection_name
+    DB_NAME                  = var.platform.database_name
+    DB_IAM_AUTH              = "true"
+    DB_IP_TYPE               = "private"
+    DB_POOL_SIZE             = tostring(local.pool.pool_size)
+    DB_MAX_OVERFLOW          = tostring(local.pool.max_overflow)
+  }
+  tasks_env = {
+    TASKS_QUEUE_LOCATION  = var.region
+    TASKS_SERVICE_ACCOUNT = var.platform.tasks_invoker_email
+    TASKS_TARGET_URL      = local.tasks_url
+  }
+  storage_env = {
+    STORAGE_BUCKET = var.platform.bucket
+  }
+
+  # Kept apart from `deploy` (which reads resource names) so the database's connection budget
+  # check depends on the inventory alone.
+  max_instances = { for name, unit in local.units : name => min(unit.max_instances, var.max_instances_cap) }
+
+  deploy = {
+    for name, unit in local.units : name => {
+      service_name  = local.service_names[name]
+      account_id    = local.service_names[name]
+      email         = local.emails[name]
+      url           = local.urls[name]
+      needs         = sort(unit.needs)
+      internal      = unit.internal
+      ingress       = unit.internal ? "INGRESS_TRAFFIC_INTERNAL_ONLY" : "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+      cpu           = unit.cpu
+      memory        = unit.memory
+      concurrency   = unit.concurrency
+      timeout       = "${unit.timeout_seconds}s"
+      min_instances = min(unit.min_instances, var.max_instances_cap)
+      max_instances = local.max_instances[name]
+      # Each path prefix P routes P and P/* to this unit; internal units are never behind the LB.
+      paths = unit.internal ? [] : flatten([for p in unit.paths : [p, "${p}/*"]])
+      env = merge(
+        local.common_env,
+        {
+          FUNCTION_TARGET = name
+          # X-Forwarded-For entries added by our own proxies: LB + Cloud Run front end, or
+          # only the front end for units that Cloud Tasks / Scheduler call directly.
+          FORWARDED_HOPS = unit.internal ? "1" : "2"
+          # What Cloud Tasks / Cloud Scheduler put in the OIDC token's `aud` for this unit.
+          OIDC_AUDIENCE = local.urls[name]
+        },
+        contains(unit.needs, "database") ? merge(local.database_env, { DB_USER = trimsuffix(local.emails[name], ".gserviceaccount.com") }) : {},
+        contains(unit.needs, "tasks") ? local.tasks_env : {},
+        contains(unit.needs, "storage") ? local.storage_env : {},
+      )
+      # Env name => Secret Manager secret id; the unit's account may read exactly these.
+      # Every unit that reaches the database authenticates users, so it signs/verifies JWTs.
+      secrets = merge(
+        contains(unit.needs, "database") ? { SECRET_KEY = var.platform.secret_key_secret } : {},
+        contains(unit.needs, "redis") ? { REDIS_URL = var.platform.redis_url_secret } : {},
+      )
+    }
+  }
+
+  migrate_account_id = "${var.name_prefix}-migrate"
+  migrate = {
+    account_id = local.migrate_account_id
+    env = merge(
+      local.common_env,
+      local.database_env,
+      { DB_USER = "${local.migrate_account_id}@${var.project_id}.iam" },
+      var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_EMAIL = var.platform.first_admin_email },
+    )
+    secrets = merge(
+      { SECRET_KEY = var.platform.secret_key_secret },
+      var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_PASSWORD = var.platform.first_admin_password_secret },
+    )
+  }
+
+  # Cloud Tasks wants durations as strings ("0.5s", "300s").
+  queues = {
+    for name, q in var.inventory.queues : name => {
+      name                      = q.name
+      max_attempts              = q.max_attempts
+      min_backoff               = "${q.min_backoff_seconds}s"
+      max_backoff               = "${q.max_backoff_seconds}s"
+      max_doublings             = q.max_doublings
+      max_dispatches_per_second = q.max_dispatches_per_second
+      max_concurrent_dispatches = q.max_concurrent_dispatches
+    }
+  }
+
+  schedules = {
+    for name, s in var.inventory.schedules : name => {
+      schedule  = s.schedule
+      time_zone = s.time_zone
+      uri       = "${local.cron_url}${s.path}"
+      audience  = local.cron_url
+    }
+  }
+
+  database_units    = { for name, unit in local.units : name => unit if contains(unit.needs, "database") }
+  connection_demand = sum(concat([0], [for name, _ in local.database_units : local.max_instances[name] * local.connections_per_instance]))
+}

@@ -1,0 +1,76 @@
+variable "inventory" {
+  description = "Decoded terraform/generated/inventory.json: units, queues, schedules and the database pool, as the code's registry declares them."
+  type        = any
+
+  validation {
+    condition     = try(!var.inventory.units["health"].internal, false)
+    error_message = "The inventory needs a public `health` unit: it is the load balancer's default service."
+  }
+  validation {
+    condition = alltrue([
+      for unit in values(var.inventory.units) :
+      length(setsubtract(unit.needs, ["database", "redis", "storage", "tasks"])) == 0
+    ])
+    error_message = "A unit's needs must be a subset of database, redis, storage, tasks."
+  }
+  validation {
+    condition     = length(var.inventory.schedules) == 0 || contains(keys(var.inventory.units), "cron")
+    error_message = "Scheduled jobs are registered but there is no `cron` unit to receive them."
+  }
+  validation {
+    condition     = alltrue([for unit in values(var.inventory.units) : unit.max_instances >= unit.min_instances])
+    error_message = "A unit's max_instances must be at least its min_instances."
+  }
+}
+
+variable "project_id" {
+  description = "Google Cloud project id."
+  type        = string
+}
+
+variable "project_number" {
+  description = "Google Cloud project number (Cloud Run's deterministic URLs contain it)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services and Cloud Tasks queues."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name, e.g. imangor-prod."
+  type        = string
+
+  validation {
+    # A unit's service account id is PREFIX-UNIT and must fit in 30 characters.
+    condition     = can(regex("^[a-z][a-z0-9-]{2,16}$", var.name_prefix))
+    error_message = "name_prefix: 3-17 lower-case letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "max_instances_cap" {
+  description = "Upper bound on every unit's max_instances in this environment (the registry's value applies below it)."
+  type        = number
+
+  validation {
+    condition     = var.max_instances_cap >= 1 && floor(var.max_instances_cap) == var.max_instances_cap
+    error_message = "max_instances_cap must be a positive integer."
+  }
+}
+
+variable "platform" {
+  description = "Names of the shared resources the units are configured with."
+  type = object({
+    instance_connection_name    = string
+    database_name               = string
+    bucket                      = string
+    secret_key_secret           = string
+    redis_url_secret            = string
+    first_admin_password_secret = string
+    first_admin_email           = string
+    tasks_invoker_email         = string
+    cors_origins                = list(string)
+    log_level                   = string
+  })
+}

@@ -1,0 +1,209 @@
+# One function unit: a Cloud Run service running the shared image with FUNCTION_TARGET set,
+# its own service account, and exactly the roles its registry `needs` call for.
+#
+# Cloud Build rolls out new images (`gcloud run deploy --no-traffic --tag`, then a traffic
+# shift), so Terraform owns the configuration and ignores the image and the traffic split.
+
+terraform {
+  required_providers {
+    google = { source = "hashicorp/google" }
+  }
+}
+
+locals {
+  needs  = toset(var.spec.needs)
+  member = "serviceAccount:${google_service_account.unit.email}"
+}
+
+resource "google_service_account" "unit" {
+  project      = var.project_id
+  account_id   = var.spec.account_id
+  display_name = "Imangor ${var.name} unit"
+  description  = "Runs the ${var.name} Cloud Run function; roles follow its registry needs: ${join(", ", var.spec.needs)}."
+}
+
+resource "google_cloud_run_v2_service" "unit" {
+  project             = var.project_id
+  name                = var.spec.service_name
+  location            = var.region
+  ingress             = var.spec.ingress
+  deletion_protection = var.deletion_protection
+  labels              = merge(var.labels, { unit = var.name })
+  # Public units sit behind the load balancer, which calls without credentials; ingress
+  # (internal + load balancer) is what keeps the internet off the run.app URL. Internal units
+  # keep the IAM check: only the Cloud Tasks / Scheduler accounts may invoke them.
+  invoker_iam_disabled = !var.spec.internal
+
+  template {
+    service_account                  = google_service_account.unit.email
+    timeout                          = var.spec.timeout
+    max_instance_request_concurrency = var.spec.concurrency
+    labels                           = { unit = var.name }
+
+    scaling {
+      min_instance_count = var.spec.min_instances
+      max_instance_count = var.spec.max_instances
+    }
+
+    # Direct VPC egress: Cloud SQL and Memorystore private IPs; Google APIs stay direct.
+    vpc_access {
+      egress = "PRIVATE_RANGES_ONLY"
+      network_interfaces {
+        network    = var.network_id
+        subnetwork = var.subnetwork_id
+      }
+    }
+
+    containers {
+      image = var.image
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = var.spec.cpu
+          memory = var.spec.memory
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = var.spec.env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      dynamic "env" {
+        for_each = var.spec.secrets
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
+          }
+        }
+      }
+
+      startup_probe {
+        tcp_socket {
+          port = 8080
+        }
+        period_seconds    = 2
+        timeout_seconds   = 1
+        failure_threshold = 30
+      }
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [
+      client,
+      client_version,
+      template[0].containers[0].image,
+      template[0].revision,
+      traffic,
+    ]
+  }
+
+  # The revision reads its secrets at start: grant access before creating it.
+  depends_on = [google_secret_manager_secret_iam_member.env]
+}
+
+# ---- Secrets: exactly those mounted as env (SECRET_KEY, REDIS_URL) -------------------------
+
+resource "google_secret_manager_secret_iam_member" "env" {
+  for_each  = var.spec.secrets
+  project   = var.project_id
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.member
+}
+
+# ---- database: connect through the connector, log in as an IAM database user --------------
+
+resource "google_project_iam_member" "sql_client" {
+  count   = contains(local.needs, "database") ? 1 : 0
+  project = var.project_id
+  role    = "roles/cloudsql.client"
+  member  = local.member
+
+  condition {
+    title       = "only-${var.sql_instance}"
+    description = "Cloud SQL connections to the Imangor instance only."
+    expression  = var.sql_iam_condition
+  }
+}
+
+resource "google_project_iam_member" "sql_instance_user" {
+  count   = contains(local.needs, "database") ? 1 : 0
+  project = var.project_id
+  role    = "roles/cloudsql.instanceUser"
+  member  = local.member
+
+  condition {
+    title       = "only-${var.sql_instance}"
+    description = "IAM database login to the Imangor instance only."
+    expression  = var.sql_iam_condition
+  }
+}
+
+resource "google_sql_user" "unit" {
+  count    = contains(local.needs, "database") ? 1 : 0
+  project  = var.project_id
+  instance = var.sql_instance
+  # PostgreSQL IAM users are the account's e-mail without ".gserviceaccount.com".
+  name = trimsuffix(google_service_account.unit.email, ".gserviceaccount.com")
+  type = "CLOUD_IAM_SERVICE_ACCOUNT"
+  # PostgreSQL refuses to drop a role that owns or was granted anything.
+  deletion_policy = "ABANDON"
+}
+
+# ---- storage: objects of the one bucket, and signing URLs as itself ------------------------
+
+resource "google_storage_bucket_iam_member" "objects" {
+  count  = contains(local.needs, "storage") ? 1 : 0
+  bucket = var.bucket
+  role   = "roles/storage.objectUser"
+  member = local.member
+}
+
+# V4 signed URLs without a key file: the unit signs through IAM signBlob, as itself only.
+resource "google_service_account_iam_member" "sign_urls" {
+  count              = contains(local.needs, "storage") ? 1 : 0
+  service_account_id = google_service_account.unit.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.member
+}
+
+# ---- tasks: enqueue on our queues, with OIDC tokens of the tasks invoker account ----------
+
+resource "google_cloud_tasks_queue_iam_member" "enqueue" {
+  for_each = contains(local.needs, "tasks") ? var.queues : {}
+  project  = var.project_id
+  location = var.region
+  name     = each.value
+  role     = "roles/cloudtasks.enqueuer"
+  member   = local.member
+}
+
+resource "google_service_account_iam_member" "act_as_tasks_invoker" {
+  count              = contains(local.needs, "tasks") ? 1 : 0
+  service_account_id = var.tasks_invoker_account
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.member
+}
+
+# ---- delivery: Cloud Build deploys revisions that run as this account ----------------------
+
+resource "google_service_account_iam_member" "deployer_act_as" {
+  service_account_id = google_service_account.unit.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${var.deployer_email}"
+}
