@@ -183,6 +183,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_are_real_outside_local(self) -> Settings:
+        if self.jwt_algorithm != "HS256" and self.jwt_private_key is None:
+            raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY")
         if self.environment == "production":
             key = self.secret_key.get_secret_value()
             if key.lower() in PLACEHOLDER_SECRETS or len(key) < 32:
@@ -197,8 +199,6 @@ class Settings(BaseSettings):
                 raise ValueError("certificate URLs must be https:// in production")
             if self.tasks_backend == "cloud" and not (self.tasks_project and self.oidc_audience):
                 raise ValueError("TASKS_BACKEND=cloud needs TASKS_PROJECT and OIDC_AUDIENCE")
-            if self.jwt_algorithm != "HS256" and self.jwt_private_key is None:
-                raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY")
             if self.database_url is None and self.instance_connection_name is None:
                 raise ValueError("set DATABASE_URL or INSTANCE_CONNECTION_NAME in production")
         return self

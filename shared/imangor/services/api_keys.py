@@ -73,9 +73,10 @@ def revoke_key(session: Session, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
 
 
 def authenticate_key(session: Session, presented: str) -> tuple[ApiKey, User]:
-    prefix, _, secret = presented.strip().rpartition("_")
-    if not prefix.startswith(PREFIX) or not secret or len(presented) > 200:
+    parts = presented.strip().split("_", 2)  # imk, public id, secret (which may hold "_")
+    if len(parts) != 3 or f"{parts[0]}_" != PREFIX or not parts[2] or len(presented) > 200:
         raise NotAuthenticated("the API key is invalid")
+    prefix, secret = f"{PREFIX}{parts[1]}", parts[2]
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     # Compare even when no row matched, so timing says nothing about which prefixes exist.
     expected = key.secret_hash if key is not None else _digest("no-such-key")

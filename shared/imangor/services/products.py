@@ -75,7 +75,8 @@ def update_product(session: Session, product_id: uuid.UUID, patch: ProductPatch)
     product = session.get(Product, product_id, with_for_update=True)
     if product is None:
         raise NotFound(f"no product {product_id}")
-    changes = patch.model_dump(exclude_unset=True)
+    # Top-level fields only: a given `attributes` replaces the whole object, defaults included.
+    changes = {f: v for f, v in patch.model_dump().items() if f in patch.model_fields_set}
     if changes:
         for field, value in changes.items():
             setattr(product, field, value)

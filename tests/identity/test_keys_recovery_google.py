@@ -1,0 +1,233 @@
+"""API keys, password recovery through the background task, Google sign-in, brute force."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from werkzeug.test import Client
+
+from imangor.config import get_settings
+from imangor.db import session_scope
+from imangor.models import ApiKey, SentEmail
+from tests.conftest import wait_for
+
+CLIENT_ID = "imangor-web.apps.googleusercontent.com"
+
+
+# -- API keys -----------------------------------------------------------------------------------
+
+
+def test_api_key_secret_is_shown_once_and_stored_hashed(client: Client, make_account: Any) -> None:
+    me = make_account()
+    created = client.post(
+        "/api-keys/", json={"name": "ci", "scopes": ["users:read"]}, headers=me.headers
+    )
+    assert created.status_code == 201
+    secret = created.json["secret"]
+    assert secret.startswith(created.json["prefix"] + "_")
+    assert created.json["prefix"].startswith("imk_")
+    listed = client.get("/api-keys/", headers=me.headers).json["items"]
+    assert [k["name"] for k in listed] == ["ci"]
+    assert "secret" not in listed[0]
+    with session_scope() as session:
+        stored = session.scalars(select(ApiKey)).one()
+        assert secret.split("_")[-1] not in stored.secret_hash
+
+
+def test_api_key_acts_as_owner_within_its_scopes(client: Client, make_account: Any) -> None:
+    me = make_account()
+    secret = client.post(
+        "/api-keys/", json={"name": "ro", "scopes": ["users:read"]}, headers=me.headers
+    ).json["secret"]
+    key = {"X-API-Key": secret}
+    assert client.get("/users/me", headers=key).json["email"] == me.email
+    denied = client.patch("/users/me", json={"full_name": "x"}, headers=key)
+    assert denied.status_code == 403
+    assert "users:write" in denied.json["detail"]
+    # Keys never manage keys, whatever their scopes.
+    assert (
+        client.post(
+            "/api-keys/", json={"name": "x", "scopes": ["users:read"]}, headers=key
+        ).status_code
+        == 403
+    )
+
+
+def test_api_key_never_exceeds_its_owner_role(client: Client, make_account: Any) -> None:
+    me = make_account()
+    secret = client.post(
+        "/api-keys/", json={"name": "all", "scopes": ["users:read"]}, headers=me.headers
+    ).json["secret"]
+    assert client.get("/users/", headers={"X-API-Key": secret}).status_code == 403
+
+
+def test_unknown_scopes_and_revocation(client: Client, make_account: Any) -> None:
+    me, other = make_account(), make_account()
+    bad = client.post(
+        "/api-keys/", json={"name": "x", "scopes": ["everything"]}, headers=me.headers
+    )
+    assert bad.status_code == 422
+    made = client.post(
+        "/api-keys/", json={"name": "x", "scopes": ["users:read"]}, headers=me.headers
+    ).json
+    assert client.delete(f"/api-keys/{made['id']}", headers=other.headers).status_code == 404
+    assert client.delete(f"/api-keys/{made['id']}", headers=me.headers).status_code == 204
+    assert client.get("/users/me", headers={"X-API-Key": made["secret"]}).status_code == 401
+    assert client.get("/users/me", headers={"X-API-Key": "imk_nope_nope"}).status_code == 401
+
+
+# -- password recovery ---------------------------------------------------------------------------
+
+
+def _mail_to(email: str) -> list[SentEmail]:
+    with session_scope() as session:
+        return list(session.scalars(select(SentEmail).where(SentEmail.recipient == email)))
+
+
+def test_recovery_answers_202_either_way_and_mails_real_users(
+    client: Client, make_account: Any, dispatcher: Any
+) -> None:
+    account = make_account()
+    for email in (account.email, "nobody@example.com"):
+        response = client.post("/auth/password-recovery", json={"email": email})
+        assert response.status_code == 202
+        assert response.json["detail"].startswith("if the account exists")
+    mails = wait_for(lambda: _mail_to(account.email))
+    token = mails[0].body.split("?token=")[1].split()[0]
+    old_session = client.post(
+        "/auth/token", data={"username": account.email, "password": account.password}
+    ).json
+    reset = client.post(
+        "/auth/reset-password", json={"token": token, "new_password": "brand new passphrase"}
+    )
+    assert reset.status_code == 204
+    # Single use, and every session ends.
+    again = client.post(
+        "/auth/reset-password", json={"token": token, "new_password": "yet another passphrase"}
+    )
+    assert again.status_code == 422
+    assert client.get("/users/me", headers=account.headers).status_code == 401
+    assert (
+        client.post(
+            "/auth/refresh", json={"refresh_token": old_session["refresh_token"]}
+        ).status_code
+        == 401
+    )
+    assert (
+        client.post(
+            "/auth/token", data={"username": account.email, "password": "brand new passphrase"}
+        ).status_code
+        == 200
+    )
+    time.sleep(0.3)  # the unknown address's task has run by now, and mailed nobody
+    assert _mail_to("nobody@example.com") == []
+
+
+def test_reset_with_a_made_up_token_is_422(client: Client) -> None:
+    response = client.post(
+        "/auth/reset-password", json={"token": "made-up", "new_password": "brand new passphrase"}
+    )
+    assert response.status_code == 422
+
+
+# -- Google sign-in -------------------------------------------------------------------------------
+
+
+def _google_token(signer: Any, email: str, **claims: Any) -> str:
+    token: str = signer.sign(claims.pop("aud", CLIENT_ID), email, **claims)
+    return token
+
+
+def test_google_sign_in_creates_then_links(client: Client, signer: Any, make_account: Any) -> None:
+    first = client.post(
+        "/auth/google", json={"id_token": _google_token(signer, "g@example.com", name="Gee")}
+    )
+    assert first.status_code == 200
+    me = client.get(
+        "/users/me", headers={"Authorization": f"Bearer {first.json['access_token']}"}
+    ).json
+    assert (me["email"], me["full_name"], me["email_verified"]) == ("g@example.com", "Gee", True)
+    existing = make_account()
+    linked = client.post("/auth/google", json={"id_token": _google_token(signer, existing.email)})
+    token = linked.json["access_token"]
+    assert client.get("/users/me", headers={"Authorization": f"Bearer {token}"}).json["id"] == (
+        str(existing.id)
+    )
+
+
+@pytest.mark.parametrize("bad", ["audience", "issuer", "expired", "unverified", "garbage"])
+def test_bad_google_tokens_are_401(client: Client, signer: Any, bad: str) -> None:
+    tokens = {
+        "audience": lambda: _google_token(signer, "g@example.com", aud="someone-else"),
+        "issuer": lambda: _google_token(signer, "g@example.com", iss="https://evil.example"),
+        "expired": lambda: _google_token(signer, "g@example.com", ttl=-120),
+        "unverified": lambda: _google_token(signer, "g@example.com", email_verified=False),
+        "garbage": lambda: "abc.def.ghi",
+    }
+    response = client.post("/auth/google", json={"id_token": tokens[bad]()})
+    assert response.status_code == 401
+
+
+# -- brute force ---------------------------------------------------------------------------------
+
+
+def test_login_is_limited_per_account(
+    client: Client, make_account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGIN_LIMIT_PER_ACCOUNT", "3/60")
+    get_settings.cache_clear()
+    try:
+        account = make_account()
+        for _ in range(3):
+            client.post("/auth/token", data={"username": account.email, "password": "wrong" * 3})
+        blocked = client.post(
+            "/auth/token", data={"username": account.email, "password": account.password}
+        )
+        assert blocked.status_code == 429
+        assert 0 < int(blocked.headers["Retry-After"]) <= 60
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
+def test_recovery_is_limited_per_ip(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECOVERY_LIMIT_PER_IP", "2/3600")
+    get_settings.cache_clear()
+    try:
+        statuses = [
+            client.post("/auth/password-recovery", json={"email": f"u{n}@example.com"}).status_code
+            for n in range(3)
+        ]
+        assert statuses == [202, 202, 429]
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("fail_closed", "expected"), [("true", 503), ("false", 200)])
+def test_login_when_redis_is_down(
+    client: Client,
+    make_account: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_closed: str,
+    expected: int,
+) -> None:
+    from imangor.redis_client import reset_redis
+
+    account = make_account()
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # a real, closed port
+    monkeypatch.setenv("LOGIN_FAIL_CLOSED", fail_closed)
+    get_settings.cache_clear()
+    reset_redis()
+    try:
+        response = client.post(
+            "/auth/token", data={"username": account.email, "password": account.password}
+        )
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        reset_redis()
+    assert response.status_code == expected
