@@ -54,10 +54,15 @@ def run_task(path: TaskPath, body: Envelope, headers: DeliveryHeaders, ctx: Cont
 
 @task
 def process_order(payload: ProcessOrder, session: Session) -> dict[str, Any]:
-    """Confirm a pending order (a no-op for one already confirmed or cancelled)."""
+    """Confirm a pending order (a no-op for one already confirmed; a cancelled order stays
+    cancelled: retrying could not change that, so it is not an error)."""
+    from imangor.errors import Conflict
     from imangor.services.orders import confirm_order
 
-    return {"status": confirm_order(session, payload.order_id)}
+    try:
+        return {"status": confirm_order(session, payload.order_id).status}
+    except Conflict as exc:
+        return {"status": "skipped", "reason": exc.detail}
 
 
 @task

@@ -3,7 +3,7 @@
 Search uses the stored `search_vector` (GIN index) with `websearch_to_tsquery('english', q)`
 and ranks by `ts_rank`. Every sort is a keyset over an index-friendly key:
 - relevance: (rank DESC, id ASC). Each page re-ranks the matching rows, so a deep page costs
-  what the first one does; the rank (a float4) is stored exactly in the signed cursor.
+  what the first one does; the rank (as float8) is stored exactly in the signed cursor.
 - price: (price ASC, id ASC) on ix_products_price or ix_products_category_price.
 - newest: (created_at DESC, id DESC) on ix_products_created or ix_products_category_created.
 
@@ -24,6 +24,7 @@ from sqlalchemy import (
     Float,
     Select,
     and_,
+    cast,
     delete,
     exists,
     func,
@@ -189,7 +190,9 @@ def search_statement(
     if query.q:
         tsquery = func.websearch_to_tsquery(ENGLISH, query.q)
         conditions.append(Product.search_vector.op("@@")(tsquery))
-        rank = func.ts_rank(Product.search_vector, tsquery, type_=Float)
+        # float8, so the value a cursor carries round-trips exactly through text and JSON
+        # (a float4 printed as text would come back as a slightly different double).
+        rank = cast(func.ts_rank(Product.search_vector, tsquery), Float(precision=53))
     if query.category:
         conditions.append(Product.category == query.category)
     if query.min_price is not None:
@@ -204,7 +207,7 @@ def search_statement(
         stmt = select(Product, rank.label("rank")).order_by(rank.desc(), Product.id)  # type: ignore[assignment]
         if after is not None:
             last_rank, last_id = after
-            bound = literal(last_rank, Float)
+            bound = literal(last_rank, Float(precision=53))
             conditions.append(or_(rank < bound, and_(rank == bound, Product.id > last_id)))
     elif sort == "price":
         stmt = select(Product).order_by(Product.price, Product.id)

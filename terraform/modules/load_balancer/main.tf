@@ -9,17 +9,6 @@ terraform {
 }
 
 locals {
-  # OWASP CRS 3.3 rules at the lowest sensitivity (fewest false positives on a JSON API).
-  waf_rules = {
-    "sqli-v33-stable"             = 1000
-    "xss-v33-stable"              = 1001
-    "lfi-v33-stable"              = 1002
-    "rfi-v33-stable"              = 1003
-    "rce-v33-stable"              = 1004
-    "scannerdetection-v33-stable" = 1005
-    "protocolattack-v33-stable"   = 1006
-    "sessionfixation-v33-stable"  = 1007
-  }
   routed = { for name, unit in var.units : name => unit if length(unit.paths) > 0 }
 }
 
@@ -164,31 +153,13 @@ resource "google_compute_security_policy" "api" {
   }
 
   # Operational endpoints the public has no business reading.
-  dynamic "rule" {
-    for_each = length(var.blocked_paths) > 0 ? [var.blocked_paths] : []
-    content {
-      action      = "deny(404)"
-      priority    = 100
-      description = "Not exposed through the load balancer"
-      match {
-        expr {
-          expression = join(" || ", [for p in rule.value : "request.path.startsWith('${p}')"])
-        }
-      }
-    }
-  }
-
-  dynamic "rule" {
-    for_each = local.waf_rules
-    content {
-      action      = "deny(403)"
-      priority    = rule.value
-      preview     = var.waf_preview
-      description = "Preconfigured WAF: ${rule.key}"
-      match {
-        expr {
-          expression = "evaluatePreconfiguredWaf('${rule.key}', {'sensitivity': 1})"
-        }
+  rule {
+    action      = "deny(404)"
+    priority    = 100
+    description = "Not exposed through the load balancer"
+    match {
+      expr {
+        expression = join(" || ", [for p in var.blocked_paths : "request.path.startsWith('${p}')"])
       }
     }
   }
@@ -201,6 +172,96 @@ resource "google_compute_security_policy" "api" {
     match {
       expr {
         expression = "evaluatePreconfiguredWaf('cve-canary')"
+      }
+    }
+  }
+
+  # OWASP CRS 3.3 at the lowest sensitivity (fewest false positives on a JSON API).
+  rule {
+    action      = "deny(403)"
+    priority    = 1000
+    preview     = var.waf_preview
+    description = "Preconfigured WAF: sqli-v33-stable"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('sqli-v33-stable', {'sensitivity': 1})"
+      }
+    }
+  }
+  rule {
+    action      = "deny(403)"
+    priority    = 1001
+    preview     = var.waf_preview
+    description = "Preconfigured WAF: xss-v33-stable"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('xss-v33-stable', {'sensitivity': 1})"
+      }
+    }
+  }
+  rule {
+    action      = "deny(403)"
+    priority    = 1002
+    preview     = var.waf_preview
+    description = "Preconfigured WAF: lfi-v33-stable"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('lfi-v33-stable', {'sensitivity': 1})"
+      }
+    }
+  }
+  rule {
+    action      = "deny(403)"
+    priority    = 1003
+    preview     = var.waf_preview
+    description = "Preconfigured WAF: rfi-v33-stable"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('rfi-v33-stable', {'sensitivity': 1})"
+      }
+    }
+  }
+  rule {
+    action      = "deny(403)"
+    priority    = 1004
+    preview     = var.waf_preview
+    description = "Preconfigured WAF: rce-v33-stable"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('rce-v33-stable', {'sensitivity': 1})"
+      }
+    }
+  }
+  rule {
+    action      = "deny(403)"
+    priority    = 1005
+    preview     = var.waf_preview
+    description = "Preconfigured WAF: scannerdetection-v33-stable"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('scannerdetection-v33-stable', {'sensitivity': 1})"
+      }
+    }
+  }
+  rule {
+    action      = "deny(403)"
+    priority    = 1006
+    preview     = var.waf_preview
+    description = "Preconfigured WAF: protocolattack-v33-stable"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('protocolattack-v33-stable', {'sensitivity': 1})"
+      }
+    }
+  }
+  rule {
+    action      = "deny(403)"
+    priority    = 1007
+    preview     = var.waf_preview
+    description = "Preconfigured WAF: sessionfixation-v33-stable"
+    match {
+      expr {
+        expression = "evaluatePreconfiguredWaf('sessionfixation-v33-stable', {'sensitivity': 1})"
       }
     }
   }

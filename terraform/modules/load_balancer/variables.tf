@@ -49,6 +49,11 @@ variable "blocked_paths" {
   description = "Path prefixes the load balancer answers 404 to (e.g. /metrics)."
   type        = list(string)
   default     = ["/metrics"]
+
+  validation {
+    condition     = length(var.blocked_paths) > 0 && alltrue([for p in var.blocked_paths : can(regex("^/[A-Za-z0-9._/-]*$", p))])
+    error_message = "blocked_paths needs at least one path prefix starting with /."
+  }
 }
 
 variable "rate_limit_per_minute" {

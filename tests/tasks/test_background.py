@@ -1,0 +1,313 @@
+"""The outbox, retries, dedup and dead-lettering, end to end over real HTTP through the local
+dispatcher (our stand-in for Cloud Tasks), plus the request the relay builds for Cloud Tasks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import func, select
+from werkzeug.test import Client
+
+from imangor.db import session_scope
+from imangor.models import Job, LocalTask, OutboxEntry, SentEmail
+from imangor.schemas.tasks import SendEmail
+from imangor.tasks import enqueue, task
+from imangor.tasks.registry import HANDLERS, PAYLOADS, TaskPayload
+from tests.conftest import LIVE_URL, TASKS_ACCOUNT, wait_for
+
+
+class Flaky(TaskPayload, task="flaky", queue="high-priority"):
+    fail_times: int
+    key: str
+
+
+ATTEMPTS: dict[str, int] = {}
+RUNNING = threading.Lock()
+
+
+@task
+def flaky(payload: Flaky) -> dict[str, Any]:
+    """Raises on its first `fail_times` runs, then succeeds."""
+    with RUNNING:
+        ATTEMPTS[payload.key] = ATTEMPTS.get(payload.key, 0) + 1
+        count = ATTEMPTS[payload.key]
+    if count <= payload.fail_times:
+        raise RuntimeError(f"boom {count}")
+    return {"runs": count}
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The high-priority queue with tiny backoffs, so retries happen within the test."""
+    from imangor.tasks import queues
+
+    fast = queues.Queue("high-priority", 3, 0.05, 0.2, 2, 200.0, 10)
+    monkeypatch.setitem(queues.QUEUES, "high-priority", fast)
+    yield
+
+
+def job(job_id: uuid.UUID) -> Job:
+    with session_scope() as session:
+        found = session.get(Job, job_id)
+        assert found is not None
+        session.expunge(found)
+        return found
+
+
+def enqueue_committed(payload: TaskPayload) -> uuid.UUID:
+    with session_scope() as session:
+        return enqueue(session, payload).id
+
+
+def test_every_payload_has_a_handler(app: Any) -> None:
+    assert set(PAYLOADS) <= set(HANDLERS)
+
+
+def test_a_task_runs_after_commit(dispatcher: Any) -> None:
+    job_id = enqueue_committed(SendEmail(to="a@example.com", subject="hi", body="hello"))
+    done = wait_for(lambda: job(job_id).status == "succeeded")
+    assert done
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxEntry)) == 0
+        sent = session.scalars(select(SentEmail)).one()
+        assert (sent.recipient, sent.subject) == ("a@example.com", "hi")
+        local = session.scalars(select(LocalTask)).one()
+        assert local.name == f"send_email-{job_id}"
+        assert local.status == "done"
+
+
+def test_a_rolled_back_transaction_enqueues_nothing() -> None:
+    with pytest.raises(RuntimeError), session_scope() as session:  # noqa: PT012
+        enqueue(session, SendEmail(to="a@example.com", subject="x", body="y"))
+        raise RuntimeError("the business change failed")
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+        assert session.scalar(select(func.count()).select_from(LocalTask)) == 0
+
+
+def test_handler_failing_twice_is_retried_with_backoff_then_succeeds(dispatcher: Any) -> None:
+    key = uuid.uuid4().hex
+    job_id = enqueue_committed(Flaky(fail_times=2, key=key))
+    wait_for(lambda: job(job_id).status == "succeeded")
+    finished = job(job_id)
+    assert finished.attempts == 3
+    assert finished.result == {"runs": 3}
+    assert ATTEMPTS[key] == 3
+
+
+def test_exhausted_task_is_dead_with_its_error(dispatcher: Any) -> None:
+    from imangor.tasks.runner import TASKS_DEAD
+
+    before = TASKS_DEAD.labels("flaky")._value.get()
+    job_id = enqueue_committed(Flaky(fail_times=99, key=uuid.uuid4().hex))
+    wait_for(lambda: job(job_id).status == "dead")
+    dead = job(job_id)
+    assert dead.attempts == 3
+    assert dead.error is not None
+    assert "boom 3" in dead.error
+    assert TASKS_DEAD.labels("flaky")._value.get() == before + 1
+    with session_scope() as session:
+        local = session.get(LocalTask, f"flaky-{job_id}")
+        assert local is not None
+        # The last attempt answers 2xx once the job is recorded dead, so Cloud Tasks stops.
+        assert (local.status, local.dispatch_count) == ("done", 3)
+
+
+def _deliver(
+    signer: Any,
+    name: str,
+    job_id: uuid.UUID,
+    payload: dict[str, Any],
+    retry: int = 0,
+    email: str = TASKS_ACCOUNT,
+    audience: str = LIVE_URL,
+) -> Any:
+    token = signer.sign(audience, email)
+    return requests.post(
+        f"{LIVE_URL}/tasks/{name}",
+        timeout=10,
+        data=json.dumps({"job_id": str(job_id), "payload": payload}),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
+            "X-CloudTasks-TaskRetryCount": str(retry),
+        },
+    )
+
+
+def test_the_same_task_delivered_twice_at_once_runs_once(live_server: str, signer: Any) -> None:
+    key = uuid.uuid4().hex
+    job_id = enqueue_committed(Flaky(fail_times=0, key=key))
+    payload = {"fail_times": 0, "key": key}
+    results: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(_deliver(signer, "flaky", job_id, payload).status_code)
+        )
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200, 200]
+    assert ATTEMPTS[key] == 1
+    assert job(job_id).status == "succeeded"
+
+
+def test_a_duplicate_of_a_finished_task_does_nothing(live_server: str, signer: Any) -> None:
+    key = uuid.uuid4().hex
+    job_id = enqueue_committed(Flaky(fail_times=0, key=key))
+    for _ in range(3):
+        assert _deliver(signer, "flaky", job_id, {"fail_times": 0, "key": key}).ok
+    assert ATTEMPTS[key] == 1
+
+
+@pytest.mark.parametrize("forgery", ["no_token", "other_audience", "other_account", "bad_sig"])
+def test_tasks_refuse_anything_but_our_oidc_token(
+    live_server: str, signer: Any, forgery: str, tmp_path: Any
+) -> None:
+    job_id = enqueue_committed(SendEmail(to="a@example.com", subject="x", body="y"))
+    body = json.dumps(
+        {"job_id": str(job_id), "payload": {"to": "a@example.com", "subject": "x", "body": "y"}}
+    )
+    headers = {
+        "Content-Type": "application/json",
+        "X-CloudTasks-TaskName": "forged",
+        "X-CloudTasks-QueueName": "high-priority",
+    }
+    if forgery == "other_audience":
+        headers["Authorization"] = f"Bearer {signer.sign('https://elsewhere', TASKS_ACCOUNT)}"
+    elif forgery == "other_account":
+        headers["Authorization"] = f"Bearer {signer.sign(LIVE_URL, 'intruder@evil.test')}"
+    elif forgery == "bad_sig":
+        from imangor.tasks.local import LocalSigner
+
+        impostor = LocalSigner(tmp_path)  # a different key claiming to be Google's
+        headers["Authorization"] = f"Bearer {impostor.sign(LIVE_URL, TASKS_ACCOUNT)}"
+    response = requests.post(f"{LIVE_URL}/tasks/send_email", data=body, headers=headers, timeout=10)
+    assert response.status_code == (403 if forgery == "other_account" else 401)
+    assert job(job_id).status == "queued"
+
+
+def test_cloud_tasks_unreachable_at_enqueue_commits_and_the_sweep_delivers(
+    monkeypatch: pytest.MonkeyPatch,
+    dispatcher: Any,
+    client: Client,
+    make_account: Any,
+    signer: Any,
+) -> None:
+    from imangor.tasks import backends
+
+    def unreachable(self: Any, session: Any, request: Any) -> None:
+        raise ConnectionError("Cloud Tasks is unreachable")
+
+    monkeypatch.setattr(backends.LocalBackend, "push", unreachable)
+    job_id = enqueue_committed(SendEmail(to="late@example.com", subject="s", body="b"))
+    with session_scope() as session:
+        entry = session.get(OutboxEntry, job_id)
+        assert entry is not None
+        assert entry.push_attempts == 1
+        assert "unreachable" in (entry.last_error or "")
+    monkeypatch.undo()  # Cloud Tasks is back; the every-minute sweep pushes what was left
+    token = signer.sign(LIVE_URL, "scheduler@local.test")
+    with session_scope() as session:  # make the entry old enough for the sweep
+        session.execute(
+            OutboxEntry.__table__.update().values(
+                created_at=func.now() - func.make_interval(0, 0, 0, 0, 0, 1)
+            )
+        )
+    swept = requests.post(
+        f"{LIVE_URL}/cron/outbox-sweep", timeout=10, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert swept.status_code == 200
+    assert swept.json()["result"] == {"pushed": 1}
+    wait_for(lambda: job(job_id).status == "succeeded")
+
+
+def test_a_dispatcher_killed_mid_task_delivers_it_after_restart(
+    live_server: str, signer: Any
+) -> None:
+    from imangor.tasks.local import LocalDispatcher
+
+    job_id = enqueue_committed(SendEmail(to="k@example.com", subject="s", body="b"))
+    first = LocalDispatcher(signer, lease_seconds=0.5)
+    # Lease the task as a delivery would, then "die" before delivering or recording it.
+    from sqlalchemy import text
+
+    from imangor.db import get_engine
+
+    with get_engine().begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE local_tasks SET leased_until = now() + interval "
+                "'0.5 second', dispatch_count = 1"
+            )
+        )
+    first.stop()
+    assert job(job_id).status == "queued"
+    restarted = LocalDispatcher(signer, poll_seconds=0.05).start()
+    try:
+        wait_for(lambda: job(job_id).status == "succeeded")
+    finally:
+        restarted.stop()
+
+
+def test_relay_builds_the_cloud_tasks_request_field_by_field(app: Any) -> None:
+    from google.cloud import tasks_v2
+
+    from imangor.tasks.backends import build_request, cloud_task
+
+    with session_scope() as session:
+        made = enqueue(session, SendEmail(to="a@example.com", subject="s", body="b"))
+        request = build_request(made)
+        job_id = made.id
+    parent = "projects/p/locations/europe-west1/queues/high-priority"
+    built = cloud_task(request, parent)
+    assert built.name == f"{parent}/tasks/send_email-{job_id}"
+    http = built.http_request
+    assert http.http_method == tasks_v2.HttpMethod.POST
+    assert http.url == f"{LIVE_URL}/tasks/send_email"
+    assert http.headers["Content-Type"] == "application/json"
+    assert json.loads(http.body) == {
+        "job_id": str(job_id),
+        "payload": {"to": "a@example.com", "subject": "s", "body": "b"},
+    }
+    assert http.oidc_token.service_account_email == TASKS_ACCOUNT
+    assert http.oidc_token.audience == LIVE_URL
+
+
+def test_jobs_endpoint_shows_only_your_own(client: Client, make_account: Any) -> None:
+    owner, other, staff = make_account(), make_account(), make_account("staff")
+    with session_scope() as session:
+        job_id = enqueue(
+            session, SendEmail(to="a@example.com", subject="s", body="b"), user_id=owner.id
+        ).id
+    mine = client.get(f"/jobs/{job_id}", headers=owner.headers)
+    assert mine.status_code == 200
+    assert mine.json["status"] in ("queued", "running", "succeeded")
+    assert client.get(f"/jobs/{job_id}", headers=other.headers).status_code == 404
+    assert client.get(f"/jobs/{job_id}", headers=staff.headers).status_code == 200
+    assert client.get(f"/jobs/{uuid.uuid4()}", headers=owner.headers).status_code == 404
+
+
+def test_cron_runs_once_per_schedule_time(live_server: str, signer: Any) -> None:
+    token = signer.sign(LIVE_URL, "scheduler@local.test")
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "X-CloudScheduler-ScheduleTime": "2026-11-28T10:17:00Z",
+    }
+    first = requests.post(f"{LIVE_URL}/cron/cleanup", headers=headers, timeout=10)
+    second = requests.post(f"{LIVE_URL}/cron/cleanup", headers=headers, timeout=10)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["ran"] is True
+    assert second.json()["ran"] is False
+    assert second.json()["result"] == first.json()["result"]
+    unsigned = requests.post(f"{LIVE_URL}/cron/cleanup", timeout=10)
+    assert unsigned.status_code == 401
