@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = ROOT / ".local"
+LOCAL = Path(os.environ.get("IMANGOR_LOCAL_DIR", ROOT / ".local"))  # git-ignored state
 FALLBACK_UNIT = "health"
 TASKS_ACCOUNT = "tasks-invoker@local.test"
 SCHEDULER_ACCOUNT = (
@@ -63,6 +63,11 @@ def start_services(stack: ExitStack) -> None:
     if not os.environ.get("REDIS_URL"):
         log.info("no REDIS_URL: starting embedded Redis (data in .local/redis)")
         os.environ["REDIS_URL"] = stack.enter_context(EmbeddedRedis(LOCAL / "redis"))
+    if not os.environ.get("STORAGE_EMULATOR_HOST") and not os.environ.get("STORAGE_BUCKET"):
+        from infra.local_storage import LocalStorage
+
+        log.info("no STORAGE_BUCKET: starting the storage emulator (data in .local/storage)")
+        stack.enter_context(LocalStorage(LOCAL / "storage", "imangor-local"))
 
 
 def configure_local_tasks(port: int) -> Any:

@@ -265,56 +265,19 @@ def make_account(configured: None) -> Any:
 
 @pytest.fixture(scope="session")
 def storage_emulator(configured: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gcp-storage-emulator on loopback, driven by the real google-cloud-storage client.
-    It accepts signed URLs without checking signatures, so URLs are signed with a locally
-    generated service-account key only so that signing itself runs for real."""
-    import json
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from gcp_storage_emulator.server import create_server
-
+    """gcp-storage-emulator on loopback (in memory), driven by the real google-cloud-storage
+    client, which signs URLs with a locally generated service-account key."""
     from imangor.config import get_settings
     from imangor.storage import reset_client
+    from infra.local_storage import LocalStorage
 
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="imangor-test")
-    server.start()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    key_file = tmp_path_factory.mktemp("signing") / "sa.json"
-    key_file.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "imangor-test",
-                "private_key_id": "local",
-                "private_key": pem,
-                "client_email": "files@imangor-test.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": "https://oauth2.googleapis.com/token",
-            }
-        )
-    )
-    url = f"http://127.0.0.1:{port}"
-    os.environ.update(
-        STORAGE_EMULATOR_HOST=url,
-        STORAGE_BUCKET="imangor-test",
-        STORAGE_PROJECT="imangor-test",
-        STORAGE_SIGNING_KEY_FILE=str(key_file),
-    )
-    get_settings.cache_clear()
-    reset_client()
-    yield url
-    server.stop()
-    for name in (
-        "STORAGE_EMULATOR_HOST",
-        "STORAGE_BUCKET",
-        "STORAGE_PROJECT",
-        "STORAGE_SIGNING_KEY_FILE",
-    ):
+    saved = dict(os.environ)
+    with LocalStorage(None, "imangor-test") as env:
+        get_settings.cache_clear()
+        reset_client()
+        yield env["STORAGE_EMULATOR_HOST"]
+    for name in env:
         os.environ.pop(name, None)
+    os.environ.update({k: v for k, v in saved.items() if k in env})
     get_settings.cache_clear()
     reset_client()

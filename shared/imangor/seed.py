@@ -98,7 +98,11 @@ ADJECTIVES = (
     "durable", "vintage", "modern", "rustic", "sleek", "cozy", "rechargeable", "foldable",
     "waterproof", "handmade", "organic", "smart", "heavy-duty", "minimalist", "deluxe",
     "adjustable", "eco-friendly", "professional", "quiet", "insulated", "noise-cancelling",
-    "ultra-thin", "stackable",
+    "ultra-thin", "stackable", "elegant", "rugged", "breathable", "padded", "retro",
+    "magnetic", "collapsible", "reversible", "scented", "glossy", "matte", "hand-painted",
+    "weatherproof", "non-stick", "bluetooth", "solar-powered", "reinforced", "artisan",
+    "limited-edition", "travel-size", "oversized", "slim", "soft", "sturdy", "versatile",
+    "washable", "cordless", "dimmable", "refillable", "modular",
 )
 MATERIALS = (
     "bamboo", "steel", "oak", "leather", "cotton", "wool", "ceramic", "glass", "linen",
@@ -164,8 +168,8 @@ def product_rows(count: int, seed: int) -> Iterator[tuple[Any, ...]]:
             name += f" {rng.choice('ABCDEFGHJKMNPRSTVXZ')}{rng.randint(100, 999)}"
         description = (
             f"A {adjective} {noun} in {color}, made of {material} and "
-            f"{rng.choice(FEATURES)}. Ideal for {rng.choice(USES)}; "
-            f"{rng.choice(ADJECTIVES)} and {rng.choice(ADJECTIVES)}."
+            f"{rng.choice(FEATURES)}. Ideal for {rng.choice(USES)}, and "
+            f"{rng.choice(ADJECTIVES)} too."
         )
         # Log-uniform prices: many cheap products, a few expensive ones.
         price = Decimal(round(low * (high / low) ** rng.random(), 2)).quantize(Decimal("0.01"))

@@ -172,7 +172,8 @@ def test_a_request_that_failed_midway_leaves_nothing_and_its_retry_runs(
         "$$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$"
     )
     sql(
-        "CREATE TRIGGER fail_orders BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fail_orders()"
+        "CREATE TRIGGER fail_orders BEFORE INSERT ON orders "
+        "FOR EACH ROW EXECUTE FUNCTION fail_orders()"
     )
     try:
         before = counts()

@@ -33,9 +33,12 @@ def test_order_counts_per_product(
 
     at_least_one = client.get("/reports/products?category=home&min_orders=1", headers=staff.headers)
     assert [r["name"] for r in at_least_one.json["items"]] == ["Popular lamp", "Quiet lamp"]
-    assert client.get("/reports/products?category=home&min_orders=5", headers=staff.headers).json[
-        "items"
-    ] == []
+    assert (
+        client.get("/reports/products?category=home&min_orders=5", headers=staff.headers).json[
+            "items"
+        ]
+        == []
+    )
 
     first = client.get("/reports/products?category=home&limit=2", headers=staff.headers).json
     assert [r["name"] for r in first["items"]] == ["Popular lamp", "Quiet lamp"]

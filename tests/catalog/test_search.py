@@ -13,7 +13,7 @@ from tests.catalog.conftest import counts, fields, problem
 
 @pytest.fixture
 def catalog(make_product: Any) -> dict[str, dict[str, Any]]:
-    made = {
+    return {
         "headphones": make_product(
             "Wireless headphones", "99.00", category="electronics",
             description="Over-ear headphones with noise cancelling",
@@ -31,7 +31,6 @@ def catalog(make_product: Any) -> dict[str, dict[str, Any]]:
         ),
         "rug": make_product("Wool rug", "250.00", category="home", description="Hand woven"),
     }  # fmt: skip
-    return made
 
 
 def search(client: Client, **params: Any) -> dict[str, Any]:
@@ -155,9 +154,8 @@ def test_cursor_from_another_query_is_422(client: Client, catalog: Any) -> None:
         response = client.get(f"/products/?{urlencode({**other, 'cursor': cursor})}")
         assert fields(problem(response, 422)) == {"query.cursor"}
     # The same query spelled differently is the same query.
-    same = client.get(
-        f"/products/?{urlencode({'category': 'electronics', 'sort': 'price', 'cursor': cursor, 'limit': 5})}"
-    )
+    same_query = {"category": "electronics", "sort": "price", "cursor": cursor, "limit": 5}
+    same = client.get(f"/products/?{urlencode(same_query)}")
     assert same.status_code == 200
     tampered = cursor[:10] + ("A" if cursor[10] != "A" else "B") + cursor[11:]
     response = client.get(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -43,13 +42,12 @@ def flaky(payload: Flaky) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """The high-priority queue with tiny backoffs, so retries happen within the test."""
     from imangor.tasks import queues
 
     fast = queues.Queue("high-priority", 3, 0.05, 0.2, 2, 200.0, 10)
     monkeypatch.setitem(queues.QUEUES, "high-priority", fast)
-    yield
 
 
 def job(job_id: uuid.UUID) -> Job:

@@ -59,6 +59,8 @@ module "api" {
   }
 
   cors_origins          = var.cors_origins
+  app_env               = var.app_env
+  jwt                   = var.jwt
   alert_emails          = var.alert_emails
   first_admin_email     = var.first_admin_email
   secret_key_version    = var.secret_key_version

@@ -51,6 +51,32 @@ variable "cors_origins" {
   }
 }
 
+variable "app_env" {
+  description = "Extra plain settings for every unit, e.g. { GOOGLE_CLIENT_IDS = jsonencode([\"id.apps.googleusercontent.com\"]) }."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.app_env) : can(regex("^[A-Z][A-Z0-9_]*$", k))])
+    error_message = "app_env keys are upper-case setting names."
+  }
+}
+
+variable "jwt" {
+  description = "JWT signing: HS256 (SECRET_KEY) or RS256/ES256 with a key id and the public keys by kid (see infra/README.md)."
+  type = object({
+    algorithm   = optional(string, "HS256")
+    key_id      = optional(string, "k1")
+    public_keys = optional(map(string), {})
+  })
+  default = {}
+
+  validation {
+    condition     = contains(["HS256", "RS256", "ES256"], var.jwt.algorithm) && can(regex("^[A-Za-z0-9._-]{1,64}$", var.jwt.key_id))
+    error_message = "jwt.algorithm must be HS256, RS256 or ES256 and jwt.key_id 1-64 letters, digits, . _ -."
+  }
+}
+
 variable "alert_emails" {
   description = "Addresses that receive the alerts."
   type        = list(string)

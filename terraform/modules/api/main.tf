@@ -18,8 +18,9 @@ locals {
   name_prefix = "imangor-${var.environment}"
   labels      = { app = "imangor", environment = var.environment }
 
-  secret_key_secret_id  = "${local.name_prefix}-secret-key"
-  first_admin_secret_id = "${local.name_prefix}-first-admin-password"
+  secret_key_secret_id      = "${local.name_prefix}-secret-key"
+  first_admin_secret_id     = "${local.name_prefix}-first-admin-password"
+  jwt_private_key_secret_id = "${local.name_prefix}-jwt-private-key"
 
   units        = module.registry.units
   public_units = { for name, unit in local.units : name => unit if !unit.internal }
@@ -44,8 +45,16 @@ module "registry" {
     first_admin_password_secret = local.first_admin_secret_id
     first_admin_email           = var.first_admin_email
     tasks_invoker_email         = module.tasks.invoker_email
+    scheduler_email             = module.scheduler.service_account_email
     cors_origins                = var.cors_origins
     log_level                   = var.log_level
+    app_env                     = var.app_env
+    jwt = {
+      algorithm          = var.jwt.algorithm
+      key_id             = var.jwt.key_id
+      public_keys        = var.jwt.public_keys
+      private_key_secret = local.jwt_private_key_secret_id
+    }
   }
 }
 
@@ -155,6 +164,19 @@ resource "google_secret_manager_secret_version" "first_admin_password" {
   secret                 = google_secret_manager_secret.first_admin_password[0].id
   secret_data_wo         = ephemeral.random_password.first_admin_password[0].result
   secret_data_wo_version = 1
+}
+
+# RS256/ES256 signing key (JWT_PRIVATE_KEY), only once jwt.algorithm leaves HS256. Its versions
+# are added by hand (infra/README.md, rotating the JWT key), so the key never enters the state.
+resource "google_secret_manager_secret" "jwt_private_key" {
+  count     = var.jwt.algorithm == "HS256" ? 0 : 1
+  project   = var.project_id
+  secret_id = local.jwt_private_key_secret_id
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
 }
 
 # ---- Container images and delivery identity ---------------------------------------------

@@ -76,6 +76,38 @@ variable "log_level" {
   }
 }
 
+variable "app_env" {
+  description = "Extra plain settings for every unit and the migration job (e.g. GOOGLE_CLIENT_IDS, EMAIL_BACKEND)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.app_env) : can(regex("^[A-Z][A-Z0-9_]*$", k))])
+    error_message = "app_env keys are upper-case setting names."
+  }
+  validation {
+    condition = length(setintersection(keys(var.app_env), [
+      "ENVIRONMENT", "SECRET_KEY", "REDIS_URL", "DATABASE_URL", "DB_PASSWORD", "JWT_PRIVATE_KEY", "FIRST_ADMIN_PASSWORD", "SMTP_PASSWORD",
+    ])) == 0
+    error_message = "app_env cannot set ENVIRONMENT or secrets (those come from Secret Manager)."
+  }
+}
+
+variable "jwt" {
+  description = "Token signing: HS256 with SECRET_KEY, or RS256/ES256 with JWT_PRIVATE_KEY (secret PREFIX-jwt-private-key), key id and the public keys by kid."
+  type = object({
+    algorithm   = optional(string, "HS256")
+    key_id      = optional(string, "k1")
+    public_keys = optional(map(string), {})
+  })
+  default = {}
+
+  validation {
+    condition     = contains(["HS256", "RS256", "ES256"], var.jwt.algorithm)
+    error_message = "jwt.algorithm must be HS256, RS256 or ES256."
+  }
+}
+
 variable "alert_emails" {
   description = "Addresses notified by the alert policies."
   type        = list(string)

@@ -10,22 +10,38 @@ locals {
   connections_per_instance = local.pool.pool_size + local.pool.max_overflow
 
   # Cloud Run's deterministic URL (https://SERVICE-PROJECT_NUMBER.REGION.run.app) is known
-  # before the service exists, so no unit waits on another (tasks target, OIDC audiences).
+  # before the service exists, so no unit waits on another (e.g. for the tasks target URL).
   service_names = { for name, _ in local.units : name => "${var.name_prefix}-${name}" }
   urls          = { for name, svc in local.service_names : name => "https://${svc}-${var.project_number}.${var.region}.run.app" }
   tasks_url     = "https://${var.name_prefix}-tasks-${var.project_number}.${var.region}.run.app"
   cron_url      = "https://${var.name_prefix}-cron-${var.project_number}.${var.region}.run.app"
 
+  # One audience for every service-to-service OIDC token (Cloud Tasks -> tasks, Cloud
+  # Scheduler -> cron, and the tasks the units enqueue): internal services accept it as a
+  # custom audience, and the app has a single OIDC_AUDIENCE to sign for and verify.
+  oidc_audience = "https://internal.${var.name_prefix}.imangor"
+
   # One service account per unit, named like its service.
   emails = { for name, svc in local.service_names : name => "${svc}@${var.project_id}.iam.gserviceaccount.com" }
 
-  # ---- The app's environment, in one place (pydantic-settings reads the upper-case names) ----
-  common_env = {
-    ENVIRONMENT  = "production" # strict settings: placeholder secrets are refused
-    GCP_PROJECT  = var.project_id
-    LOG_LEVEL    = var.platform.log_level
-    CORS_ORIGINS = jsonencode(var.platform.cors_origins)
-  }
+  # ---- The app's environment, in one place (pydantic-settings reads the upper-case names;
+  # tests/infra/test_terraform.py checks each name against imangor.config.Settings) ----------
+  common_env = merge(
+    {
+      ENVIRONMENT  = "production" # strict settings: placeholder secrets are refused
+      GCP_PROJECT  = var.project_id
+      LOG_LEVEL    = var.platform.log_level
+      CORS_ORIGINS = jsonencode(var.platform.cors_origins)
+    },
+    var.platform.app_env,
+  )
+  jwt_env = merge(
+    { JWT_ALGORITHM = var.platform.jwt.algorithm },
+    var.platform.jwt.algorithm == "HS256" ? {} : {
+      JWT_KEY_ID      = var.platform.jwt.key_id
+      JWT_PUBLIC_KEYS = jsonencode(var.platform.jwt.public_keys)
+    },
+  )
   database_env = {
     INSTANCE_CONNECTION_NAME = var.platform.instance_connection_name
     DB_NAME                  = var.platform.database_name
@@ -35,12 +51,17 @@ locals {
     DB_MAX_OVERFLOW          = tostring(local.pool.max_overflow)
   }
   tasks_env = {
-    TASKS_QUEUE_LOCATION  = var.region
+    TASKS_BACKEND         = "cloud"
+    TASKS_PROJECT         = var.project_id
+    TASKS_LOCATION        = var.region
     TASKS_SERVICE_ACCOUNT = var.platform.tasks_invoker_email
     TASKS_TARGET_URL      = local.tasks_url
+    OIDC_AUDIENCE         = local.oidc_audience
   }
-  storage_env = {
-    STORAGE_BUCKET = var.platform.bucket
+  # Which account's OIDC tokens an internal unit accepts: Cloud Scheduler's for cron, Cloud
+  # Tasks' for everything else.
+  oidc_callers = {
+    for name, unit in local.units : name => name == "cron" ? [var.platform.scheduler_email] : [var.platform.tasks_invoker_email]
   }
 
   # Kept apart from `deploy` (which reads resource names) so the database's connection budget
@@ -56,6 +77,7 @@ locals {
       needs         = sort(unit.needs)
       internal      = unit.internal
       ingress       = unit.internal ? "INGRESS_TRAFFIC_INTERNAL_ONLY" : "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+      audiences     = unit.internal ? [local.oidc_audience] : []
       cpu           = unit.cpu
       memory        = unit.memory
       concurrency   = unit.concurrency
@@ -71,17 +93,28 @@ locals {
           # X-Forwarded-For entries added by our own proxies: LB + Cloud Run front end, or
           # only the front end for units that Cloud Tasks / Scheduler call directly.
           FORWARDED_HOPS = unit.internal ? "1" : "2"
-          # What Cloud Tasks / Cloud Scheduler put in the OIDC token's `aud` for this unit.
-          OIDC_AUDIENCE = local.urls[name]
         },
-        contains(unit.needs, "database") ? merge(local.database_env, { DB_USER = trimsuffix(local.emails[name], ".gserviceaccount.com") }) : {},
+        unit.internal ? {
+          OIDC_AUDIENCE         = local.oidc_audience
+          OIDC_SERVICE_ACCOUNTS = jsonencode(local.oidc_callers[name]) # who may call this unit
+        } : {},
+        contains(unit.needs, "database") ? merge(
+          local.database_env,
+          local.jwt_env,
+          { DB_USER = trimsuffix(local.emails[name], ".gserviceaccount.com") },
+        ) : {},
         contains(unit.needs, "tasks") ? local.tasks_env : {},
-        contains(unit.needs, "storage") ? local.storage_env : {},
+        contains(unit.needs, "storage") ? {
+          STORAGE_BUCKET          = var.platform.bucket
+          STORAGE_PROJECT         = var.project_id
+          STORAGE_SIGNING_ACCOUNT = local.emails[name] # signs URLs through IAM signBlob, as itself
+        } : {},
       )
       # Env name => Secret Manager secret id; the unit's account may read exactly these.
       # Every unit that reaches the database authenticates users, so it signs/verifies JWTs.
       secrets = merge(
         contains(unit.needs, "database") ? { SECRET_KEY = var.platform.secret_key_secret } : {},
+        contains(unit.needs, "database") && var.platform.jwt.algorithm != "HS256" ? { JWT_PRIVATE_KEY = var.platform.jwt.private_key_secret } : {},
         contains(unit.needs, "redis") ? { REDIS_URL = var.platform.redis_url_secret } : {},
       )
     }
@@ -93,11 +126,13 @@ locals {
     env = merge(
       local.common_env,
       local.database_env,
+      local.jwt_env,
       { DB_USER = "${local.migrate_account_id}@${var.project_id}.iam" },
       var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_EMAIL = var.platform.first_admin_email },
     )
     secrets = merge(
       { SECRET_KEY = var.platform.secret_key_secret },
+      var.platform.jwt.algorithm == "HS256" ? {} : { JWT_PRIVATE_KEY = var.platform.jwt.private_key_secret },
       var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_PASSWORD = var.platform.first_admin_password_secret },
     )
   }
@@ -120,7 +155,7 @@ locals {
       schedule  = s.schedule
       time_zone = s.time_zone
       uri       = "${local.cron_url}${s.path}"
-      audience  = local.cron_url
+      audience  = local.oidc_audience
     }
   }
 

@@ -33,6 +33,11 @@ output "cron_url" {
   value       = local.cron_url
 }
 
+output "oidc_audience" {
+  description = "Audience of every service-to-service OIDC token."
+  value       = local.oidc_audience
+}
+
 output "connections_per_instance" {
   description = "Database connections one instance may open: pool_size + max_overflow."
   value       = local.connections_per_instance

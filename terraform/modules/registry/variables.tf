@@ -70,7 +70,20 @@ variable "platform" {
     first_admin_password_secret = string
     first_admin_email           = string
     tasks_invoker_email         = string
+    scheduler_email             = string
     cors_origins                = list(string)
     log_level                   = string
+    app_env                     = map(string)
+    jwt = object({
+      algorithm          = string
+      key_id             = string
+      public_keys        = map(string)
+      private_key_secret = string
+    })
   })
+
+  validation {
+    condition     = contains(["HS256", "RS256", "ES256"], var.platform.jwt.algorithm)
+    error_message = "jwt.algorithm must be HS256, RS256 or ES256."
+  }
 }

@@ -33,6 +33,8 @@ resource "google_cloud_run_v2_service" "unit" {
   # (internal + load balancer) is what keeps the internet off the run.app URL. Internal units
   # keep the IAM check: only the Cloud Tasks / Scheduler accounts may invoke them.
   invoker_iam_disabled = !var.spec.internal
+  # Internal units also accept the shared service-to-service audience in OIDC tokens.
+  custom_audiences = var.spec.audiences
 
   template {
     service_account                  = google_service_account.unit.email

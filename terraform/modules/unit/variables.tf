@@ -24,6 +24,7 @@ variable "spec" {
     service_name  = string
     account_id    = string
     ingress       = string
+    audiences     = list(string)
     internal      = bool
     needs         = list(string)
     cpu           = string
