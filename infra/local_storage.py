@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -69,7 +70,7 @@ class LocalStorage:
             data_dir=str(self.data_dir.resolve()) if self.data_dir else None,
         )
         self._server.start()
-        keys = self.data_dir or Path(os.environ.get("TMPDIR", "/tmp")) / "imangor-storage"
+        keys = self.data_dir or Path(tempfile.mkdtemp(prefix="imangor-storage-")) / "objects"
         env = {
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
             "STORAGE_BUCKET": self.bucket,
