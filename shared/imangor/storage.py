@@ -23,15 +23,14 @@ def bucket() -> Any:
     global _client
     with _lock:
         if _client is None:
-            from google.cloud import storage
+            from google.cloud import storage  # type: ignore[attr-defined]
 
             settings = get_settings()
             if os.environ.get("STORAGE_EMULATOR_HOST"):
                 from google.auth.credentials import AnonymousCredentials
 
-                _client = storage.Client(
-                    project=settings.storage_project, credentials=AnonymousCredentials()
-                )
+                anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+                _client = storage.Client(project=settings.storage_project, credentials=anonymous)
             else:
                 _client = storage.Client(project=settings.storage_project)
     return _client.bucket(get_settings().storage_bucket)
@@ -71,9 +70,8 @@ def _signing() -> dict[str, Any]:
     if settings.storage_signing_key_file:
         from google.oauth2 import service_account
 
-        credentials = service_account.Credentials.from_service_account_file(
-            settings.storage_signing_key_file
-        )
+        load = service_account.Credentials.from_service_account_file
+        credentials = load(settings.storage_signing_key_file)  # type: ignore[no-untyped-call]
         return {"credentials": credentials}
     import google.auth
     from google.auth.transport.requests import Request
