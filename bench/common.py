@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BASELINES = ROOT / "bench" / "baselines"
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-BENCH_DB = "imangor_bench"
+BENCH_DB = "imangor_bench_startup"  # its own: another bench fills imangor_bench
 DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{BENCH_DB}"
-REDIS_URL = "redis://127.0.0.1:6379/9"
+REDIS_URL = "redis://127.0.0.1:6379/10"  # its own: db 9 is used by another bench
 SECRET_KEY = "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105
 MIB = 1024 * 1024
 # Settings a developer's shell may carry that would change what is measured.
@@ -148,7 +148,7 @@ def start(
     )
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
     """Stop a started unit: gunicorn's quick shutdown (SIGINT), then SIGKILL by pid."""
     import psutil
 

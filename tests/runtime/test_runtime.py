@@ -76,6 +76,12 @@ def test_nan_and_infinity_are_400(sample: Client, raw: str) -> None:
     problem(sample.post("/things/", data=raw, content_type="application/json"), 400)
 
 
+def test_pathologically_nested_json_is_400(sample: Client) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    body = problem(sample.post("/things/", data=deep, content_type="application/json"), 400)
+    assert "nested too deeply" in body["detail"]
+
+
 def test_non_utf8_body_is_400(sample: Client) -> None:
     response = sample.post(
         "/things/", data=b'{"name": "\xff\xfe"}', content_type="application/json"

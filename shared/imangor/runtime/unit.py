@@ -298,6 +298,8 @@ def _read_body(endpoint: Endpoint, request: Request) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise errors.BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise errors.BadRequest("the JSON is nested too deeply") from None
 
 
 def _reject_constant(name: str) -> Any:

@@ -49,7 +49,7 @@ module "api" {
     tier                 = "db-custom-1-3840"
     availability_type    = "ZONAL"
     disk_size_gb         = 10
-    max_connections      = 50
+    max_connections      = 100
     reserved_connections = 10
     retained_backups     = 7
   }

@@ -46,10 +46,10 @@ module "api" {
 
   max_instances_cap = 10
   database = {
-    tier                 = "db-custom-2-7680"
+    tier                 = "db-custom-4-16384"
     availability_type    = "REGIONAL"
     disk_size_gb         = 20
-    max_connections      = 200
+    max_connections      = 400
     reserved_connections = 10
     retained_backups     = 30
   }
