@@ -25,10 +25,44 @@ def derived_files() -> dict[Path, str]:
     """Each derived file's path and the exact text the code says it must have."""
     load_all_units()
     document = build_openapi(REGISTRY, title=get_settings().project_name, version=API_VERSION)
+    readme = ROOT / "README.md"
     return {
         FUNCTIONS_DIR / "docs" / "openapi.json": _json(document),
         ROOT / "terraform" / "generated" / "inventory.json": _json(inventory()),
+        readme: _with_settings_table(readme.read_text()),
     }
+
+
+SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
+
+
+def settings_table() -> str:
+    """Every setting, its default and meaning, read from the Settings model itself."""
+    from imangor.config import Settings
+
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        shown = "*(unset)*" if default is None else f"`{_plain(default)}`"
+        rows.append(f"| `{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+def _plain(value: object) -> str:
+    secret = getattr(value, "get_secret_value", None)
+    if secret is not None:
+        value = secret()
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value).replace("|", "\\|")
+
+
+def _with_settings_table(text: str) -> str:
+    head, _, rest = text.partition(SETTINGS_START)
+    _, _, tail = rest.partition(SETTINGS_END)
+    if not rest:
+        return text
+    return f"{head}{SETTINGS_START}\n{settings_table()}\n{SETTINGS_END}{tail}"
 
 
 def inventory() -> dict[str, object]:
