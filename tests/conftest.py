@@ -50,6 +50,18 @@ def _fresh_database(admin_url: str, name: str) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
+def _drop_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from imangor.db import dispose_engine, sqlalchemy_url
+
+    dispose_engine()
+    engine = create_engine(sqlalchemy_url(admin_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[dict[str, str]]:
     """DATABASE_URL and REDIS_URL for this test session (worker)."""
@@ -64,7 +76,11 @@ def services() -> Iterator[dict[str, str]]:
 
                 tmp = stack.enter_context(_tmpdir("pg"))
                 admin_url = stack.enter_context(EmbeddedPostgres(tmp))
-        database_url = _fresh_database(admin_url, f"imangor_test_{index}")
+        # The pid keeps two test runs on one server (two checkouts, CI beside a developer)
+        # from dropping each other's database.
+        name = f"imangor_test_{index}_{os.getpid()}"
+        database_url = _fresh_database(admin_url, name)
+        stack.callback(_drop_database, admin_url, name)
         redis_url = os.environ.get("TEST_REDIS_URL")
         if not redis_url:
             if _answers(*LOCAL_REDIS):

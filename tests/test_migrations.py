@@ -16,10 +16,13 @@ from imangor.models import Base
 @pytest.fixture
 def scratch_db(services: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """A database of its own, so going down to base never touches the suite's schema."""
-    from imangor.config import get_settings
-    from tests.conftest import _fresh_database, _worker_index
+    import os
 
-    url = _fresh_database(services["ADMIN_URL"], f"imangor_migrations_{_worker_index()}")
+    from imangor.config import get_settings
+    from tests.conftest import _drop_database, _fresh_database, _worker_index
+
+    name = f"imangor_migrations_{_worker_index()}_{os.getpid()}"
+    url = _fresh_database(services["ADMIN_URL"], name)
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
     engine = create_engine(sqlalchemy_url(url))
@@ -27,6 +30,7 @@ def scratch_db(services: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ite
     engine.dispose()
     monkeypatch.undo()
     get_settings.cache_clear()
+    _drop_database(services["ADMIN_URL"], name)
 
 
 def _diff(engine: Engine) -> list[object]:

@@ -1,0 +1,678 @@
+"""Terraform checks that need no cloud account: every file parses and is formatted, checkov
+finds nothing, the inventory is what the code generates, the registry module derives what
+the code's settings read, the units' pools fit Cloud SQL's max_connections, and the
+resources keep the hardening the issue asks for (private, least privilege, protected).
+
+Terraform itself runs here only on the registry module, which has no provider: `terraform
+init` needs no registry for it. checkov runs from its own virtualenv (.local/tools/checkov),
+created on first use from infra/tools/checkov.txt and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2.utils import SerializationOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+TERRAFORM = ROOT / "terraform"
+MODULES = TERRAFORM / "modules"
+ENVIRONMENTS = ("dev", "prod")
+INVENTORY = TERRAFORM / "generated" / "inventory.json"
+TOOLS = ROOT / ".local" / "tools"
+TF_FILES = sorted(p for p in TERRAFORM.rglob("*.tf") if ".terraform" not in p.parts)
+HCL = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+TERRAFORM_BIN = shutil.which("terraform")
+CHECKOV_ARGS = ("--skip-download", "--quiet", "--compact", "--output", "json")
+needs_terraform = pytest.mark.skipif(
+    TERRAFORM_BIN is None, reason="terraform CLI not installed (cloudbuild.yaml runs fmt in CI)"
+)
+
+
+def parse(path: Path) -> dict[str, Any]:
+    with path.open() as handle:
+        document: dict[str, Any] = hcl2.load(handle, serialization_options=HCL)
+    return document
+
+
+def blocks(path: Path, kind: str) -> dict[str, dict[str, Any]]:
+    """Blocks of one kind in a file (resource/data: "type.name"; module/variable: "name")."""
+    found: dict[str, dict[str, Any]] = {}
+    for block in parse(path).get(kind, []):
+        for name, body in block.items():
+            if kind in ("resource", "data"):
+                for label, inner in body.items():
+                    found[f"{name}.{label}"] = inner
+            else:
+                found[name] = body
+    return found
+
+
+def module_resources(module: str) -> dict[str, dict[str, Any]]:
+    resources: dict[str, dict[str, Any]] = {}
+    for path in sorted((MODULES / module).glob("*.tf")):
+        resources.update(blocks(path, "resource"))
+    return resources
+
+
+def inventory() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(INVENTORY.read_text())
+    return data
+
+
+def terraform_env() -> dict[str, str]:
+    env = dict(os.environ, CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1")
+    env.pop("TF_CLI_CONFIG_FILE", None)  # a missing CLI config only adds warnings
+    return env
+
+
+# ---- files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", TF_FILES, ids=lambda p: str(p.relative_to(TERRAFORM)))
+def test_every_tf_file_parses(path: Path) -> None:
+    assert isinstance(parse(path), dict)
+
+
+@needs_terraform
+def test_terraform_files_are_formatted() -> None:
+    result = subprocess.run(
+        [str(TERRAFORM_BIN), "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+        capture_output=True,
+        text=True,
+        env=terraform_env(),
+        check=False,
+    )
+    assert result.returncode == 0, f"run `terraform fmt -recursive terraform`:\n{result.stdout}"
+
+
+def test_every_variable_has_a_description_and_env_inputs_are_validated() -> None:
+    for path in TF_FILES:
+        for name, variable in blocks(path, "variable").items():
+            assert variable.get("description"), f"{path.relative_to(ROOT)}: {name}"
+    for env in ENVIRONMENTS:
+        for name, variable in blocks(
+            TERRAFORM / "environments" / env / "variables.tf", "variable"
+        ).items():
+            if variable.get("type") not in ("bool", "${bool}"):
+                assert "validation" in variable, f"environments/{env}: {name} has no validation"
+
+
+def test_every_output_has_a_description() -> None:
+    for path in TF_FILES:
+        for name, output in blocks(path, "output").items():
+            assert output.get("description"), f"{path.relative_to(ROOT)}: {name}"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_environment_root_pins_providers_and_uses_a_gcs_backend(env: str) -> None:
+    main = parse(TERRAFORM / "environments" / env / "main.tf")
+    settings = main["terraform"][0]
+    providers = settings["required_providers"][0]
+    assert providers["google"] == {"source": "hashicorp/google", "version": "~> 6.30"}
+    assert providers["random"]["version"].startswith("~> 3.")
+    assert settings["required_version"].startswith(">= 1.11")
+    # Bucket and prefix come from `terraform init -backend-config=...`, per environment.
+    assert settings["backend"] == [{"gcs": {}}]
+    assert "generated/inventory.json" in main["locals"][0]["inventory"]
+    assert main["locals"][0]["inventory"].startswith("${jsondecode(file(")
+    api = main["module"][0]["api"]
+    assert api["source"] == "../../modules/api"
+    assert api["environment"] == env
+    assert api["inventory"] == "${local.inventory}"
+
+
+def test_modules_declare_their_provider_source() -> None:
+    for module in sorted(p for p in MODULES.iterdir() if p.is_dir()):
+        if module.name == "registry":  # pure expressions, no provider
+            continue
+        settings = parse(module / "main.tf")["terraform"][0]
+        providers = settings["required_providers"][0]
+        assert providers["google"]["source"] == "hashicorp/google", module.name
+
+
+# ---- checkov ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def checkov() -> Path:
+    """checkov in its own virtualenv, pinned by infra/tools/checkov.txt (created once)."""
+    requirements = ROOT / "infra" / "tools" / "checkov.txt"
+    venv = TOOLS / "checkov"
+    binary = venv / "bin" / "checkov"
+    stamp = venv / ".requirements"
+    wanted = requirements.read_text()
+    if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return binary
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed: cannot create checkov's virtualenv")
+    subprocess.run(
+        [uv, "venv", "--quiet", "--clear", "--python", sys.executable, str(venv)], check=True
+    )
+    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+    subprocess.run([*install, "-r", str(requirements)], check=True)
+    stamp.write_text(wanted)
+    return binary
+
+
+def test_checkov_finds_no_failed_check(checkov: Path) -> None:
+    result = subprocess.run(
+        [str(checkov), "--directory", str(TERRAFORM), "--framework", "terraform", *CHECKOV_ARGS],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, BC_SKIP_MAPPING="TRUE", LOG_LEVEL="WARNING"),
+        check=False,
+    )
+    assert result.stdout.strip(), result.stderr
+    report = json.loads(result.stdout)
+    reports = report if isinstance(report, list) else [report]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for r in reports
+        for c in r.get("results", {}).get("failed_checks", [])
+    ]
+    parse_errors = [e for r in reports for e in r.get("results", {}).get("parsing_errors", [])]
+    passed = sum(r.get("summary", {}).get("passed", 0) for r in reports)
+    assert not parse_errors, parse_errors
+    assert not failed, "\n".join(failed)
+    assert passed > 50  # the scan really looked at the modules
+
+
+def test_every_checkov_skip_sits_in_a_resource_with_a_reason() -> None:
+    skip = re.compile(r"#checkov:skip=(CKV2?_[A-Z]+_\d+):(.*)")
+    for path in TF_FILES:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "checkov:skip" not in line:
+                continue
+            match = skip.search(line)
+            where = f"{path.relative_to(ROOT)}:{number}"
+            assert match, f"{where}: malformed skip"
+            assert len(match.group(2).strip()) >= 20, (
+                f"{where}: say why {match.group(1)} is skipped"
+            )
+
+
+# ---- derived from the code ----------------------------------------------------------------
+
+
+def test_inventory_is_what_the_code_generates() -> None:
+    from infra.generate import derived_files
+
+    expected = derived_files()[INVENTORY]
+    assert INVENTORY.read_text() == expected, "stale: run `make inventory`"
+
+
+def _sizing(env: str) -> dict[str, Any]:
+    api: dict[str, Any] = parse(TERRAFORM / "environments" / env / "main.tf")["module"][0]["api"]
+    return api
+
+
+def connection_demand(data: dict[str, Any], cap: int) -> int:
+    pool = data["database_pool"]
+    per_instance = int(pool["pool_size"]) + int(pool["max_overflow"])
+    return sum(
+        min(int(unit["max_instances"]), cap) * per_instance
+        for unit in data["units"].values()
+        if "database" in unit["needs"]
+    )
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_pool_fits_under_max_connections(env: str) -> None:
+    sizing = _sizing(env)
+    database = sizing["database"]
+    reserve = int(database["reserved_connections"])
+    available = int(database["max_connections"]) - reserve
+    demand = connection_demand(inventory(), int(sizing["max_instances_cap"]))
+    assert reserve >= 10, "keep connections for migrations and admins"
+    assert demand <= available, (
+        f"{env}: units may open {demand} connections (max_instances x (pool_size + max_overflow))"
+        f" but max_connections {database['max_connections']} - reserve {reserve} = {available}"
+    )
+
+
+def test_the_database_refuses_a_plan_over_the_budget() -> None:
+    """The same rule holds at plan time: a precondition on the Cloud SQL instance."""
+    instance = module_resources("database")["google_sql_database_instance.main"]
+    condition = instance["lifecycle"][0]["precondition"][0]["condition"]
+    assert condition == "${var.connection_demand <= var.max_connections - var.reserved_connections}"
+    api = blocks(MODULES / "api" / "main.tf", "module")
+    assert api["database"]["connection_demand"] == "${module.registry.connection_demand}"
+    assert api["database"]["max_connections"] == "${var.database.max_connections}"
+
+
+# ---- the registry module, evaluated by terraform -------------------------------------------
+
+FULL_INVENTORY: dict[str, Any] = {
+    "database_pool": {"pool_size": 3, "max_overflow": 1},
+    "queues": {
+        "main": {
+            "name": "main",
+            "max_attempts": 5,
+            "min_backoff_seconds": 0.5,
+            "max_backoff_seconds": 300.0,
+            "max_doublings": 5,
+            "max_dispatches_per_second": 50.0,
+            "max_concurrent_dispatches": 20,
+        }
+    },
+    "schedules": {
+        "sweep_outbox": {
+            "schedule": "*/5 * * * *",
+            "time_zone": "UTC",
+            "path": "/cron/sweep_outbox",
+        }
+    },
+    "units": {
+        name: {
+            "concurrency": 8,
+            "cpu": "1",
+            "entry_point": name,
+            "internal": name in ("tasks", "cron"),
+            "max_instances": max_instances,
+            "memory": "512Mi",
+            "min_instances": 1 if name == "health" else 0,
+            "needs": needs,
+            "paths": paths,
+            "source": f"functions/{name}/main.py",
+            "timeout_seconds": 60,
+        }
+        for name, needs, paths, max_instances in [
+            ("cron", ["database", "redis", "storage", "tasks"], ["/cron"], 2),
+            ("docs", [], ["/docs", "/openapi.json"], 3),
+            ("files", ["database", "redis", "storage", "tasks"], ["/files"], 10),
+            ("health", ["database", "redis"], ["/health", "/ready"], 3),
+            ("tasks", ["database", "redis", "tasks"], ["/tasks"], 10),
+        ]
+    },
+}
+
+PLATFORM = {
+    "instance_connection_name": "proj:europe-west1:imangor-dev-pg",
+    "database_name": "imangor",
+    "bucket": "proj-imangor-dev-files",
+    "secret_key_secret": "imangor-dev-secret-key",
+    "redis_url_secret": "imangor-dev-redis-url",
+    "first_admin_password_secret": "imangor-dev-first-admin-password",
+    "first_admin_email": "admin@example.com",
+    "tasks_invoker_email": "imangor-dev-tasks-inv@proj.iam.gserviceaccount.com",
+    "scheduler_email": "imangor-dev-scheduler@proj.iam.gserviceaccount.com",
+    "cors_origins": ["https://app.example.com"],
+    "log_level": "INFO",
+    "app_env": {"GOOGLE_CLIENT_IDS": '["web.apps.googleusercontent.com"]'},
+    "jwt": {
+        "algorithm": "RS256",
+        "key_id": "k2",
+        "public_keys": {"k2": "PEM"},
+        "private_key_secret": "imangor-dev-jwt-private-key",
+    },
+}
+
+
+def evaluate_registry(
+    tmp: Path, data: dict[str, Any], cap: int = 4, **platform: Any
+) -> dict[str, Any]:
+    """Apply the registry module (no provider, no resources) and return its outputs."""
+    (tmp / "inventory.json").write_text(json.dumps(data))
+    (tmp / "platform.json").write_text(json.dumps({**PLATFORM, **platform}))
+    (tmp / "main.tf").write_text(
+        f"""
+module "registry" {{
+  source            = "{MODULES / "registry"}"
+  inventory         = jsondecode(file("${{path.module}}/inventory.json"))
+  platform          = jsondecode(file("${{path.module}}/platform.json"))
+  project_id        = "proj"
+  project_number    = "123456789"
+  region            = "europe-west1"
+  name_prefix       = "imangor-dev"
+  max_instances_cap = {cap}
+}}
+
+output "registry" {{
+  value = module.registry
+}}
+"""
+    )
+    for command in (["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]):
+        result = subprocess.run(
+            [str(TERRAFORM_BIN), *command],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            env=terraform_env(),
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr or result.stdout
+    out = subprocess.run(
+        [str(TERRAFORM_BIN), "output", "-json", "registry"],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        env=terraform_env(),
+        check=True,
+    )
+    outputs: dict[str, Any] = json.loads(out.stdout)
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if TERRAFORM_BIN is None:
+        pytest.skip("terraform CLI not installed")
+    return evaluate_registry(tmp_path_factory.mktemp("registry-committed"), inventory())
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if TERRAFORM_BIN is None:
+        pytest.skip("terraform CLI not installed")
+    return evaluate_registry(tmp_path_factory.mktemp("registry-full"), FULL_INVENTORY)
+
+
+def test_registry_deploys_every_unit_of_the_inventory(committed: dict[str, Any]) -> None:
+    data = inventory()
+    units = committed["units"]
+    assert set(units) == set(data["units"])
+    for name, unit in units.items():
+        spec = data["units"][name]
+        assert unit["service_name"] == f"imangor-dev-{name}"
+        assert unit["env"]["FUNCTION_TARGET"] == name
+        assert unit["max_instances"] == min(spec["max_instances"], 4)
+        assert unit["concurrency"] == spec["concurrency"]
+        assert unit["timeout"] == f"{spec['timeout_seconds']}s"
+        assert len(unit["account_id"]) <= 30
+
+
+def test_registry_routes_each_public_prefix_and_hides_internal_units(full: dict[str, Any]) -> None:
+    units = full["units"]
+    assert units["docs"]["paths"] == ["/docs", "/docs/*", "/openapi.json", "/openapi.json/*"]
+    assert units["docs"]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+    for internal in ("tasks", "cron"):
+        assert units[internal]["paths"] == []
+        assert units[internal]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+        assert units[internal]["audiences"] == [full["oidc_audience"]]
+        assert units[internal]["env"]["FORWARDED_HOPS"] == "1"
+    assert units["health"]["env"]["FORWARDED_HOPS"] == "2"
+    assert units["health"]["audiences"] == []
+
+
+def test_registry_gives_each_unit_only_the_settings_and_secrets_it_needs(
+    full: dict[str, Any],
+) -> None:
+    units = full["units"]
+    assert units["docs"]["secrets"] == {}
+    assert not {k for k in units["docs"]["env"] if k.startswith(("DB_", "TASKS_", "STORAGE_"))}
+    assert units["health"]["secrets"] == {
+        "SECRET_KEY": "imangor-dev-secret-key",
+        "REDIS_URL": "imangor-dev-redis-url",
+        "JWT_PRIVATE_KEY": "imangor-dev-jwt-private-key",
+    }
+    health = units["health"]["env"]
+    assert health["DB_USER"] == "imangor-dev-health@proj.iam"
+    assert health["DB_IAM_AUTH"] == "true"
+    assert health["DB_IP_TYPE"] == "private"
+    assert (health["DB_POOL_SIZE"], health["DB_MAX_OVERFLOW"]) == ("3", "1")
+    assert health["INSTANCE_CONNECTION_NAME"] == "proj:europe-west1:imangor-dev-pg"
+    assert health["JWT_KEY_ID"] == "k2"
+    assert json.loads(health["JWT_PUBLIC_KEYS"]) == {"k2": "PEM"}
+    assert health["GOOGLE_CLIENT_IDS"] == '["web.apps.googleusercontent.com"]'
+    assert "TASKS_BACKEND" not in health and "STORAGE_BUCKET" not in health
+    files = units["files"]["env"]
+    assert files["TASKS_BACKEND"] == "cloud"
+    assert files["TASKS_TARGET_URL"] == full["tasks_url"]
+    assert files["OIDC_AUDIENCE"] == full["oidc_audience"]
+    assert files["STORAGE_BUCKET"] == "proj-imangor-dev-files"
+    assert files["STORAGE_SIGNING_ACCOUNT"] == units["files"]["email"]
+    assert json.loads(units["cron"]["env"]["OIDC_SERVICE_ACCOUNTS"]) == [
+        PLATFORM["scheduler_email"]
+    ]
+    assert json.loads(units["tasks"]["env"]["OIDC_SERVICE_ACCOUNTS"]) == [
+        PLATFORM["tasks_invoker_email"]
+    ]
+    assert full["tasks_url"] == "https://imangor-dev-tasks-123456789.europe-west1.run.app"
+
+
+def test_every_setting_terraform_passes_is_one_the_code_reads(full: dict[str, Any]) -> None:
+    from imangor.config import Settings
+
+    known = {name.upper() for name in Settings.model_fields} | {"FUNCTION_TARGET"}
+    units = full["units"].values()
+    passed = {k for unit in units for k in [*unit["env"], *unit["secrets"]]}
+    passed |= {*full["migrate"]["env"], *full["migrate"]["secrets"]}
+    assert passed <= known, f"not settings of imangor.config.Settings: {sorted(passed - known)}"
+
+
+def test_registry_converts_queues_and_schedules(full: dict[str, Any]) -> None:
+    main = full["queues"]["main"]
+    assert (main["min_backoff"], main["max_backoff"]) == ("0.5s", "300s")
+    assert main["max_attempts"] == 5
+    sweep = full["schedules"]["sweep_outbox"]
+    assert sweep["uri"] == f"{full['cron_url']}/cron/sweep_outbox"
+    assert sweep["audience"] == full["oidc_audience"]
+    assert full["migrate"]["env"]["FIRST_ADMIN_EMAIL"] == "admin@example.com"
+    assert full["migrate"]["secrets"]["FIRST_ADMIN_PASSWORD"] == "imangor-dev-first-admin-password"
+    assert full["migrate"]["env"]["DB_USER"] == "imangor-dev-migrate@proj.iam"
+
+
+def test_registry_computes_the_same_connection_budget(
+    full: dict[str, Any], committed: dict[str, Any]
+) -> None:
+    assert full["connection_demand"] == connection_demand(FULL_INVENTORY, 4)
+    assert committed["connection_demand"] == connection_demand(inventory(), 4)
+
+
+@needs_terraform
+def test_registry_rejects_an_inventory_without_a_public_health_unit(tmp_path: Path) -> None:
+    broken = json.loads(json.dumps(FULL_INVENTORY))
+    broken["units"]["health"]["internal"] = True
+    with pytest.raises(AssertionError, match="health"):
+        evaluate_registry(tmp_path, broken)
+
+
+# ---- hardening of the resources ---------------------------------------------------------
+
+
+def test_cloud_sql_is_private_iam_authenticated_backed_up_and_protected() -> None:
+    instance = module_resources("database")["google_sql_database_instance.main"]
+    settings = instance["settings"][0]
+    ip = settings["ip_configuration"][0]
+    assert ip["ipv4_enabled"] is False
+    assert ip["private_network"] == "${var.network_id}"
+    assert ip["ssl_mode"] == "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+    flags = {f["name"]: f["value"] for f in settings["database_flags"]}
+    assert flags["cloudsql.iam_authentication"] == "on"
+    assert flags["max_connections"] == "${tostring(var.max_connections)}"
+    backup = settings["backup_configuration"][0]
+    assert backup["enabled"] is True and backup["point_in_time_recovery_enabled"] is True
+    # Both kinds of deletion protection: Terraform's and the Cloud SQL API's.
+    assert instance["deletion_protection"] == "${var.deletion_protection}"
+    assert settings["deletion_protection_enabled"] == "${var.deletion_protection}"
+    assert settings["maintenance_window"][0]["day"] == "${var.maintenance_day}"
+    assert settings["insights_config"][0]["query_insights_enabled"] is True
+
+
+def test_redis_is_private_with_auth_and_tls_and_its_auth_string_in_secret_manager() -> None:
+    resources = module_resources("redis")
+    cache = resources["google_redis_instance.cache"]
+    assert cache["auth_enabled"] is True
+    assert cache["transit_encryption_mode"] == "SERVER_AUTHENTICATION"
+    assert cache["connect_mode"] == "PRIVATE_SERVICE_ACCESS"
+    auth = resources["google_secret_manager_secret_version.auth"]
+    assert auth["secret_data"] == "${google_redis_instance.cache.auth_string}"
+    assert resources["google_secret_manager_secret_version.url"]["secret_data"] == "${local.url}"
+
+
+def test_units_run_with_direct_vpc_egress_and_let_cloud_build_own_image_and_traffic() -> None:
+    service = module_resources("unit")["google_cloud_run_v2_service.unit"]
+    assert service["ingress"] == "${var.spec.ingress}"
+    template = service["template"][0]
+    assert template["max_instance_request_concurrency"] == "${var.spec.concurrency}"
+    assert template["scaling"][0]["max_instance_count"] == "${var.spec.max_instances}"
+    egress = template["vpc_access"][0]
+    assert egress["network_interfaces"][0]["subnetwork"] == "${var.subnetwork_id}"
+    limits = template["containers"][0]["resources"][0]["limits"]
+    assert limits == {"cpu": "${var.spec.cpu}", "memory": "${var.spec.memory}"}
+    ignored = service["lifecycle"][0]["ignore_changes"]
+    assert "${template[0].containers[0].image}" in ignored and "${traffic}" in ignored
+
+
+def test_bucket_is_private_versioned_with_lifecycle_and_cors() -> None:
+    bucket = module_resources("storage")["google_storage_bucket.files"]
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"][0]["enabled"] is True
+    assert len(bucket["lifecycle_rule"]) >= 3
+    assert "cors" in bucket["dynamic"][0]
+
+
+def test_iam_grants_are_scoped_and_never_basic_roles() -> None:
+    project_roles = {
+        "roles/cloudsql.client",
+        "roles/cloudsql.instanceUser",
+        "roles/run.developer",
+        "roles/logging.logWriter",
+    }
+    for path in TF_FILES:
+        for address, body in blocks(path, "resource").items():
+            role = body.get("role", "")
+            assert role not in ("roles/owner", "roles/editor", "roles/viewer"), address
+            if address.startswith("google_project_iam"):
+                roles = (
+                    {role}
+                    if "${" not in role
+                    else set(body["for_each"].strip("${}").split('"')[1::2])
+                )
+                assert roles <= project_roles, f"{path.relative_to(ROOT)}: {address} grants {roles}"
+                if any(r.startswith("roles/cloudsql") for r in roles):
+                    assert "condition" in body, (
+                        f"{address}: Cloud SQL roles are limited to the instance"
+                    )
+            if "iam_member" in address:
+                assert (
+                    "allUsers" not in body["member"]
+                    and "allAuthenticatedUsers" not in body["member"]
+                )
+
+
+def test_unit_roles_follow_needs() -> None:
+    resources = module_resources("unit")
+    counts = {
+        address: body.get("count", body.get("for_each", "")) for address, body in resources.items()
+    }
+    assert 'contains(local.needs, "database")' in counts["google_project_iam_member.sql_client"]
+    assert 'contains(local.needs, "database")' in counts["google_sql_user.unit"]
+    assert 'contains(local.needs, "storage")' in counts["google_storage_bucket_iam_member.objects"]
+    assert 'contains(local.needs, "tasks")' in counts["google_cloud_tasks_queue_iam_member.enqueue"]
+    assert (
+        'contains(local.needs, "tasks")'
+        in counts["google_service_account_iam_member.act_as_tasks_invoker"]
+    )
+    assert counts["google_secret_manager_secret_iam_member.env"] == "${var.spec.secrets}"
+    act_as = resources["google_service_account_iam_member.act_as_tasks_invoker"]
+    assert act_as["role"] == "roles/iam.serviceAccountUser"
+    assert act_as["service_account_id"] == "${var.tasks_invoker_account}"
+    assert (
+        resources["google_storage_bucket_iam_member.objects"]["role"] == "roles/storage.objectUser"
+    )
+
+
+def test_tasks_and_scheduler_accounts_may_only_invoke_their_unit() -> None:
+    tasks = module_resources("tasks")["google_cloud_run_v2_service_iam_member.invoke_tasks_unit"]
+    cron = module_resources("scheduler")["google_cloud_run_v2_service_iam_member.invoke_cron_unit"]
+    for binding in (tasks, cron):
+        assert binding["role"] == "roles/run.invoker"
+        assert binding["name"] == "${each.value}"
+    api = blocks(MODULES / "api" / "main.tf", "module")
+    assert 'module.unit["tasks"].service_name' in api["tasks"]["target_service"]
+    assert 'module.unit["cron"].service_name' in api["scheduler"]["target_service"]
+    job = module_resources("scheduler")["google_cloud_scheduler_job.job"]
+    oidc = job["http_target"][0]["oidc_token"][0]
+    assert oidc["service_account_email"] == "${google_service_account.scheduler.email}"
+
+
+def test_load_balancer_routes_from_the_registry_behind_cloud_armor() -> None:
+    resources = module_resources("load_balancer")
+    url_map = resources["google_compute_url_map.api"]
+    assert (
+        url_map["default_service"] == "${google_compute_backend_service.unit[var.default_unit].id}"
+    )
+    assert "path_rule" in url_map["path_matcher"][0]["dynamic"][0]
+    neg = resources["google_compute_region_network_endpoint_group.unit"]
+    assert neg["network_endpoint_type"] == "SERVERLESS"
+    assert neg["cloud_run"][0]["service"] == "${each.value.service_name}"
+    backend = resources["google_compute_backend_service.unit"]
+    assert backend["security_policy"] == "${google_compute_security_policy.api.id}"
+    policy = resources["google_compute_security_policy.api"]
+    actions = [rule["action"] for rule in policy["rule"]]
+    assert "rate_based_ban" in actions
+    expressions = " ".join(str(rule["match"]) for rule in policy["rule"])
+    for waf in ("sqli-v33-stable", "xss-v33-stable", "cve-canary"):
+        assert waf in expressions
+    assert "google_compute_managed_ssl_certificate.api" in resources
+    api = blocks(MODULES / "api" / "main.tf", "module")
+    assert "if !unit.internal" in parse(MODULES / "api" / "main.tf")["locals"][0]["public_units"]
+    assert "local.public_units" in api["load_balancer"]["units"]
+
+
+def test_cloud_tasks_queues_take_rate_and_retry_from_the_code() -> None:
+    queue = module_resources("tasks")["google_cloud_tasks_queue.queue"]
+    assert queue["for_each"] == "${var.queues}"
+    retry = queue["retry_config"][0]
+    assert retry["min_backoff"] == "${each.value.min_backoff}"
+    assert retry["max_attempts"] == "${each.value.max_attempts}"
+    assert (
+        queue["rate_limits"][0]["max_dispatches_per_second"]
+        == "${each.value.max_dispatches_per_second}"
+    )
+
+
+def test_monitoring_covers_uptime_errors_latency_dead_tasks_database_and_redis() -> None:
+    text = "\n".join(p.read_text() for p in (MODULES / "monitoring").glob("*.tf"))
+    resources = module_resources("monitoring")
+    uptime = resources["google_monitoring_uptime_check_config.health"]
+    assert uptime["http_check"][0]["path"] == "/health"
+    assert resources["google_logging_metric.tasks_dead"]["name"] == "tasks_dead_total"
+    for metric in (
+        'response_code_class="5xx"',
+        "request_latencies_bucket",
+        "logging.googleapis.com/user/",
+        "cloudsql.googleapis.com/database/cpu/utilization",
+        "cloudsql.googleapis.com/database/postgresql/num_backends",
+        "redis.googleapis.com/stats/memory/usage_ratio",
+    ):
+        assert metric in text, metric
+    assert sum(1 for a in resources if a.startswith("google_monitoring_alert_policy.")) >= 7
+
+
+def test_dashboard_json_renders_with_every_section() -> None:
+    template = (ROOT / "infra" / "dashboards" / "api.json").read_text()
+    monitoring = (MODULES / "monitoring" / "main.tf").read_text()
+    assert "infra/dashboards/api.json" in monitoring and "templatefile(" in monitoring
+    passed = set(re.findall(r"^\s{4}(\w+)\s+=", monitoring.split("templatefile(")[1], re.M))
+    used = set(re.findall(r"\$\{(\w+)\}", template))
+    assert used <= passed, f"template variables not passed: {used - passed}"
+    dashboard = json.loads(re.sub(r"\$\{(\w+)\}", "X", template))
+    tiles = dashboard["mosaicLayout"]["tiles"]
+    sections = [t["widget"]["title"] for t in tiles if "collapsibleGroup" in t["widget"]]
+    assert sections == ["API performance", "Errors", "Resources", "Database", "Business"]
+    columns = dashboard["mosaicLayout"]["columns"]
+    occupied: set[tuple[int, int]] = set()
+    for tile in tiles:
+        assert tile["xPos"] + tile["width"] <= columns
+        cells = {
+            (x, y)
+            for x in range(tile["xPos"], tile["xPos"] + tile["width"])
+            for y in range(tile["yPos"], tile["yPos"] + tile["height"])
+        }
+        assert not cells & occupied, f"tile {tile['widget']['title']} overlaps another"
+        occupied |= cells
