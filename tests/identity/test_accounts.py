@@ -217,3 +217,37 @@ def test_first_admin_is_created_once(monkeypatch: pytest.MonkeyPatch) -> None:
     with session_scope() as session:
         admins = session.scalars(select(User).where(User.role == "admin")).all()
     assert [a.email for a in admins] == ["root@example.com"]
+
+
+SQL_LIKE = ["' OR '1'='1", "admin'--", "1; DROP TABLE users;--", "\\x00' UNION SELECT 1--"]
+
+
+@pytest.mark.parametrize("text", SQL_LIKE)
+def test_sql_looking_input_in_every_string_field(
+    client: Client, make_account: Any, text: str
+) -> None:
+    admin = make_account("admin")
+    before = user_count()
+    assert client.post("/auth/token", data={"username": text, "password": text}).status_code == 401
+    assert client.post("/auth/token", json={"email": text, "password": text}).status_code == 401
+    assert client.post("/auth/refresh", json={"refresh_token": text}).status_code == 401
+    assert (
+        client.post(
+            "/auth/reset-password", json={"token": text, "new_password": STRONG}
+        ).status_code
+        == 422
+    )
+    assert client.post("/auth/password-recovery", json={"email": text}).status_code == 422
+    listed = client.get("/users/", query_string={"email": text}, headers=admin.headers)
+    assert listed.status_code == 200
+    assert listed.json["items"] == []
+    key = client.post(
+        "/api-keys/", json={"name": text, "scopes": ["users:read"]}, headers=admin.headers
+    )
+    assert key.json["name"] == text
+    renamed = client.patch("/users/me", json={"full_name": text}, headers=admin.headers)
+    assert renamed.json["full_name"] == text
+    assert (
+        client.post("/auth/register", json={"email": text, "password": STRONG}).status_code == 422
+    )
+    assert user_count() == before
