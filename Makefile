@@ -20,6 +20,7 @@ test: install  ## lint, types, derived-file drift, then the whole suite on real 
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) bandit -q -c pyproject.toml -r shared functions infra
 	$(RUN) python -m infra.generate --check
 	$(RUN) pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "local-dev-secret"})
-LOCAL_SECRET = "local-dev-secret"  # noqa: S105 - refused when ENVIRONMENT=production
+LOCAL_SECRET = "local-dev-secret"  # noqa: S105  # nosec B105 - refused in production
 
 
 class Settings(BaseSettings):
