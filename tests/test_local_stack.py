@@ -119,3 +119,29 @@ def test_a_unit_runs_alone_as_in_production(services: dict[str, str]) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _import_unit(unit: str, **env: str) -> subprocess.CompletedProcess[str]:
+    script = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('main', 'functions/{unit}/main.py')\n"
+        "module = importlib.util.module_from_spec(spec); sys.modules['main'] = module\n"
+        "spec.loader.exec_module(module)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_bare_env(**env),
+        check=False,
+    )
+
+
+def test_production_units_refuse_to_start_without_what_they_need() -> None:
+    refused = _import_unit("auth", ENVIRONMENT="production")
+    assert refused.returncode != 0
+    assert "SECRET_KEY is missing or a placeholder" in refused.stderr
+    assert "DATABASE_URL" in refused.stderr
+    # The docs unit needs nothing, so it starts with nothing (least privilege).
+    assert _import_unit("docs", ENVIRONMENT="production").returncode == 0

@@ -62,3 +62,30 @@ def test_products_have_search_and_category_indexes(scratch_db: Engine) -> None:
     assert "ix_products_search_vector" in indexes
     assert indexes["ix_products_search_vector"]["dialect_options"]["postgresql_using"] == "gin"
     assert indexes["ix_products_category_price"]["column_names"][0] == "category"
+
+
+def test_units_get_table_access_through_the_cloud_sql_iam_role(services: dict[str, str]) -> None:
+    """The grant runs where Cloud SQL's IAM role exists; here we create that role to see it."""
+    from sqlalchemy import text
+
+    from imangor.db import get_engine
+    from imangor.migrate import APP_ROLE, grant_app_access
+
+    with get_engine().begin() as connection:
+        exists = connection.scalar(
+            text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}
+        )
+        if not exists:
+            connection.execute(text(f"CREATE ROLE {APP_ROLE} NOLOGIN"))
+    assert grant_app_access() is True
+    with get_engine().connect() as connection:
+        allowed = connection.scalar(
+            text(
+                f"SELECT has_table_privilege('{APP_ROLE}', 'orders', 'INSERT, SELECT, UPDATE, DELETE')"
+            )
+        )
+        ddl = connection.scalar(
+            text(f"SELECT has_table_privilege('{APP_ROLE}', 'orders', 'TRUNCATE')")
+        )
+    assert allowed is True
+    assert ddl is False

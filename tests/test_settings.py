@@ -15,18 +15,34 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
-def test_production_refuses_a_missing_or_placeholder_secret() -> None:
-    for secret in (None, "changeme", "short"):
-        env = {"environment": "production", "database_url": "postgresql://u@h:5432/d"}
-        if secret is not None:
-            env["secret_key"] = secret
+PRODUCTION = {
+    "environment": "production",
+    "database_url": "postgresql://u@h:5432/d",
+    "redis_url": "redis://r:6379/0",
+}
+
+
+def test_production_refuses_a_placeholder_secret() -> None:
+    for secret in ("changeme", "short"):
         with pytest.raises(ValidationError, match="SECRET_KEY"):
-            Settings(_env_file=None, **env)  # type: ignore[arg-type]
+            Settings(_env_file=None, **PRODUCTION, secret_key=secret)  # type: ignore[arg-type]
 
 
-def test_production_needs_a_database() -> None:
-    with pytest.raises(ValidationError, match="DATABASE_URL"):
-        Settings(_env_file=None, environment="production", secret_key="x" * 40)  # type: ignore[arg-type]
+def test_a_unit_that_needs_the_database_refuses_to_start_without_secret_or_database() -> None:
+    unset = Settings(_env_file=None, **PRODUCTION)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        unset.check_needs(("database", "redis"))
+    no_db = Settings(_env_file=None, environment="production", secret_key="x" * 40)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="DATABASE_URL"):
+        no_db.check_needs(("database",))
+    with pytest.raises(RuntimeError, match="REDIS_URL"):
+        no_db.check_needs(("redis",))
+
+
+def test_a_unit_that_needs_nothing_starts_with_nothing_set() -> None:
+    """The docs unit gets no secret and no database (least privilege) and must still start."""
+    bare = Settings(_env_file=None, environment="production")  # type: ignore[arg-type]
+    bare.check_needs(())
 
 
 def test_local_mode_runs_with_nothing_set() -> None:

@@ -12,6 +12,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+WEAK_SECRET = (
+    "SECRET_KEY is missing or a placeholder: set a random value of at least 32 characters "
+    "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+)
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "local-dev-secret"})
 LOCAL_SECRET = "local-dev-secret"  # noqa: S105  # nosec B105 - refused in production
 
@@ -186,12 +190,8 @@ class Settings(BaseSettings):
         if self.jwt_algorithm != "HS256" and self.jwt_private_key is None:
             raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY")
         if self.environment == "production":
-            key = self.secret_key.get_secret_value()
-            if key.lower() in PLACEHOLDER_SECRETS or len(key) < 32:
-                raise ValueError(
-                    "SECRET_KEY is missing or a placeholder: set a random value of at least 32 "
-                    "characters (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-                )
+            if self.secret_key.get_secret_value() != LOCAL_SECRET and not self._strong_secret:
+                raise ValueError(WEAK_SECRET)
             if not (
                 self.google_certs_url.startswith("https://")
                 and self.oidc_certs_url.startswith("https://")
@@ -199,9 +199,31 @@ class Settings(BaseSettings):
                 raise ValueError("certificate URLs must be https:// in production")
             if self.tasks_backend == "cloud" and not (self.tasks_project and self.oidc_audience):
                 raise ValueError("TASKS_BACKEND=cloud needs TASKS_PROJECT and OIDC_AUDIENCE")
-            if self.database_url is None and self.instance_connection_name is None:
-                raise ValueError("set DATABASE_URL or INSTANCE_CONNECTION_NAME in production")
         return self
+
+    @property
+    def _strong_secret(self) -> bool:
+        key = self.secret_key.get_secret_value()
+        return key.lower() not in PLACEHOLDER_SECRETS and len(key) >= 32
+
+    def check_needs(self, needs: tuple[str, ...]) -> None:
+        """Stop a unit at start-up when, in production, something it needs is unset. Units are
+        given only what they use (least privilege), so each checks only its own needs: the
+        docs unit starts without SECRET_KEY or a database, the auth unit does not."""
+        if self.environment != "production":
+            return
+        missing = []
+        if "database" in needs:
+            if not self._strong_secret:
+                missing.append(WEAK_SECRET)
+            if self.database_url is None and self.instance_connection_name is None:
+                missing.append("set DATABASE_URL or INSTANCE_CONNECTION_NAME")
+        if "redis" in needs and not self.redis_url:
+            missing.append("set REDIS_URL")
+        if "tasks" in needs and self.tasks_backend != "cloud":
+            missing.append("set TASKS_BACKEND=cloud (with TASKS_PROJECT and OIDC_AUDIENCE)")
+        if missing:
+            raise RuntimeError("configuration incomplete: " + "; ".join(missing))
 
     @property
     def is_local(self) -> bool:

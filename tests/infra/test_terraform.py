@@ -10,6 +10,8 @@ created on first use from infra/tools/checkov.txt and reused afterwards.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import os
 import re
@@ -38,7 +40,20 @@ needs_terraform = pytest.mark.skipif(
 )
 
 
+# These checks need neither the database nor Redis: opt out of the suite's autouse fixtures.
+@pytest.fixture(scope="session")
+def configured() -> None:
+    return None
+
+
+@pytest.fixture
+def clean_state() -> None:
+    return None
+
+
+@functools.cache
 def parse(path: Path) -> dict[str, Any]:
+    """A .tf file as python-hcl2 reads it (cached: tests only read the result)."""
     with path.open() as handle:
         document: dict[str, Any] = hcl2.load(handle, serialization_options=HCL)
     return document
@@ -143,26 +158,34 @@ def test_modules_declare_their_provider_source() -> None:
 # ---- checkov ----------------------------------------------------------------------------
 
 
+def tool_venv(name: str) -> Path:
+    """.local/tools/NAME: a virtualenv of its own for a tool pinned in infra/tools/NAME.txt,
+    created on first use and reused while the pin is unchanged (locked against parallel runs)."""
+    requirements = ROOT / "infra" / "tools" / f"{name}.txt"
+    venv = TOOLS / name
+    binary = venv / "bin" / name
+    stamp = venv / ".requirements"
+    wanted = requirements.read_text()
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    with (TOOLS / f".{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
+            return binary
+        uv = shutil.which("uv")
+        if uv is None:
+            pytest.skip(f"uv is not installed: cannot create {name}'s virtualenv")
+        python = ["--python", sys.executable]
+        subprocess.run([uv, "venv", "--quiet", "--clear", *python, str(venv)], check=True)
+        install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+        subprocess.run([*install, "-r", str(requirements)], check=True)
+        stamp.write_text(wanted)
+    return binary
+
+
 @pytest.fixture(scope="session")
 def checkov() -> Path:
     """checkov in its own virtualenv, pinned by infra/tools/checkov.txt (created once)."""
-    requirements = ROOT / "infra" / "tools" / "checkov.txt"
-    venv = TOOLS / "checkov"
-    binary = venv / "bin" / "checkov"
-    stamp = venv / ".requirements"
-    wanted = requirements.read_text()
-    if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return binary
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not installed: cannot create checkov's virtualenv")
-    subprocess.run(
-        [uv, "venv", "--quiet", "--clear", "--python", sys.executable, str(venv)], check=True
-    )
-    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-    subprocess.run([*install, "-r", str(requirements)], check=True)
-    stamp.write_text(wanted)
-    return binary
+    return tool_venv("checkov")
 
 
 def test_checkov_finds_no_failed_check(checkov: Path) -> None:
@@ -523,7 +546,7 @@ def test_units_run_with_direct_vpc_egress_and_let_cloud_build_own_image_and_traf
     limits = template["containers"][0]["resources"][0]["limits"]
     assert limits == {"cpu": "${var.spec.cpu}", "memory": "${var.spec.memory}"}
     ignored = service["lifecycle"][0]["ignore_changes"]
-    assert "${template[0].containers[0].image}" in ignored and "${traffic}" in ignored
+    assert "${template[0].containers[0].image}" in ignored and "traffic" in ignored
 
 
 def test_bucket_is_private_versioned_with_lifecycle_and_cors() -> None:
@@ -546,7 +569,7 @@ def test_iam_grants_are_scoped_and_never_basic_roles() -> None:
         for address, body in blocks(path, "resource").items():
             role = body.get("role", "")
             assert role not in ("roles/owner", "roles/editor", "roles/viewer"), address
-            if address.startswith("google_project_iam"):
+            if address.startswith("google_project_iam_member"):
                 roles = (
                     {role}
                     if "${" not in role

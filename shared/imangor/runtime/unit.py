@@ -60,8 +60,10 @@ class Unit:
     ) -> None:
         self.name = name
         self.registry = registry
-        registry.deploys[name] = deploy or Deploy()
-        configure_logging(get_settings().log_level, get_settings().gcp_project)
+        registry.deploys[name] = deploy = deploy or Deploy()
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.gcp_project)
+        settings.check_needs(deploy.needs)  # a clear start-up error, not a failing request
 
     # -- declaring endpoints -------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import Integer, String, Uuid, func, insert, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from imangor import cache
@@ -68,17 +68,33 @@ def place_order(
 
 
 def _place(session: Session, user: Principal, data: OrderIn) -> OrderOut:
-    # One statement checks and takes the stock: concurrent buyers queue on the row lock and
-    # each re-checks `stock >= quantity` against the committed value, so stock never goes
-    # below zero and an oversold order is impossible.
-    taken = session.execute(
+    # One UPDATE checks and takes the stock: concurrent buyers queue on the row lock and each
+    # re-checks `stock >= quantity` against the committed value, so stock never goes below
+    # zero. The order row is inserted from its RETURNING in the same statement (one round
+    # trip); no row taken, no order.
+    taken = (
         update(Product)
         .where(Product.id == data.product_id, Product.stock >= data.quantity)
         .values(stock=Product.stock - data.quantity, updated_at=func.now())
         .returning(Product.price)
-        .execution_options(synchronize_session=False)
+        .cte("taken")
+    )
+    columns = ["id", "user_id", "product_id", "quantity", "unit_price", "status"]
+    values = select(
+        literal(uuid.uuid4(), Uuid()),
+        literal(user.user_id, Uuid()),
+        literal(data.product_id, Uuid()),
+        literal(data.quantity, Integer()),
+        taken.c.price,
+        literal(PENDING, String()),
+    )
+    orders = Order.__table__.c
+    placed = session.execute(
+        insert(Order)
+        .from_select(columns, values)
+        .returning(orders.id, orders.unit_price, orders.created_at, orders.updated_at)
     ).first()
-    if taken is None:
+    if placed is None:
         left = session.scalar(select(Product.stock).where(Product.id == data.product_id))
         if left is None:
             raise ValidationFailed(
@@ -92,17 +108,18 @@ def _place(session: Session, user: Principal, data: OrderIn) -> OrderOut:
                 ]
             )
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
-    order = Order(
+    cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
+    return OrderOut(
+        id=placed.id,
         user_id=user.user_id,
         product_id=data.product_id,
         quantity=data.quantity,
-        unit_price=taken.price,
+        unit_price=placed.unit_price,
+        total=placed.unit_price * data.quantity,
         status=PENDING,
+        created_at=placed.created_at,
+        updated_at=placed.updated_at,
     )
-    session.add(order)
-    session.flush()
-    cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
-    return to_out(order)
 
 
 def to_out(order: Order) -> OrderOut:
