@@ -81,7 +81,8 @@ def test_units_get_table_access_through_the_cloud_sql_iam_role(services: dict[st
     with get_engine().connect() as connection:
         allowed = connection.scalar(
             text(
-                f"SELECT has_table_privilege('{APP_ROLE}', 'orders', 'INSERT, SELECT, UPDATE, DELETE')"
+                f"SELECT has_table_privilege('{APP_ROLE}', 'orders', "
+                "'INSERT, SELECT, UPDATE, DELETE')"
             )
         )
         ddl = connection.scalar(

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-WEAK_SECRET = (
+KEY_ADVICE = (
     "SECRET_KEY is missing or a placeholder: set a random value of at least 32 characters "
     "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
 )
@@ -191,7 +191,7 @@ class Settings(BaseSettings):
             raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY")
         if self.environment == "production":
             if self.secret_key.get_secret_value() != LOCAL_SECRET and not self._strong_secret:
-                raise ValueError(WEAK_SECRET)
+                raise ValueError(KEY_ADVICE)
             if not (
                 self.google_certs_url.startswith("https://")
                 and self.oidc_certs_url.startswith("https://")
@@ -215,7 +215,7 @@ class Settings(BaseSettings):
         missing = []
         if "database" in needs:
             if not self._strong_secret:
-                missing.append(WEAK_SECRET)
+                missing.append(KEY_ADVICE)
             if self.database_url is None and self.instance_connection_name is None:
                 missing.append("set DATABASE_URL or INSTANCE_CONNECTION_NAME")
         if "redis" in needs and not self.redis_url:
