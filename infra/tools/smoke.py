@@ -50,8 +50,10 @@ def fetch_status(url: str, timeout: float = TIMEOUT_SECONDS) -> int:
         return int(error.code)
 
 
-def run(check: Check, attempts: int = ATTEMPTS, backoff: float = BACKOFF_SECONDS) -> str | None:
+def run(check: Check, attempts: int | None = None, backoff: float | None = None) -> str | None:
     """None if the check passes, else what went wrong on the last attempt."""
+    attempts = ATTEMPTS if attempts is None else attempts
+    backoff = BACKOFF_SECONDS if backoff is None else backoff
     problem = "not tried"
     for attempt in range(1, attempts + 1):
         try:

@@ -134,33 +134,28 @@ resource "google_monitoring_alert_policy" "latency" {
   }
 }
 
-# Dead tasks: the task runtime logs one JSON line with event="task_dead" when a task has used
-# all its attempts; this log-based metric counts them.
+# Dead tasks: imangor.tasks.runner logs one ERROR line "task KIND ID is dead after N
+# attempts: ..." when a task has used all its attempts (the same event its Prometheus counter
+# tasks_dead_total counts in-process); this log-based metric counts those lines per task kind.
 resource "google_logging_metric" "tasks_dead" {
   project     = var.project_id
   name        = "tasks_dead_total"
   description = "Background tasks that exhausted their retries (recorded, never dropped)."
-  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${var.name_prefix}-\" AND jsonPayload.event=\"task_dead\""
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${var.name_prefix}-\" AND jsonPayload.logger=\"imangor.tasks.runner\" AND jsonPayload.message=~\"^task \\S+ \\S+ is dead after\""
 
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
     unit        = "1"
     labels {
-      key         = "queue"
-      value_type  = "STRING"
-      description = "Cloud Tasks queue"
-    }
-    labels {
       key         = "task"
       value_type  = "STRING"
-      description = "Task handler name"
+      description = "Task kind"
     }
   }
 
   label_extractors = {
-    queue = "EXTRACT(jsonPayload.queue)"
-    task  = "EXTRACT(jsonPayload.task)"
+    task = "REGEXP_EXTRACT(jsonPayload.message, \"^task (\\S+) \")"
   }
 }
 

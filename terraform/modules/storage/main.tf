@@ -90,3 +90,17 @@ resource "google_storage_bucket" "files" {
     }
   }
 }
+
+# Who read or wrote which object: Data Access audit logs for Cloud Storage (the reason the
+# legacy usage-log bucket, CKV_GCP_62, is not used).
+resource "google_project_iam_audit_config" "storage" {
+  project = var.project_id
+  service = "storage.googleapis.com"
+
+  audit_log_config {
+    log_type = "DATA_READ"
+  }
+  audit_log_config {
+    log_type = "DATA_WRITE"
+  }
+}
