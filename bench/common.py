@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,11 +47,20 @@ _DROPPED = (
     "STORAGE_EMULATOR_HOST",
     "DEBUG",
 )
+_BYTECODE_VARS = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+# Units run with compiled bytecode, as from an image whose packages were installed with pip
+# (which compiles them). It is kept out of the work tree and the venv, in a cache of our own.
+PYCACHE = Path(tempfile.gettempdir()) / "imangor-bench-pycache"
 
 
-def bench_env(**extra: str) -> dict[str, str]:
-    """The environment a unit under test (and this process) runs with."""
+def bench_env(*, bytecode: bool = True, **extra: str) -> dict[str, str]:
+    """The environment a unit under test (and this process) runs with. With `bytecode`
+    False the caller's PYTHONDONTWRITEBYTECODE / PYTHONPYCACHEPREFIX are kept as they are."""
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+    if bytecode:
+        for key in _BYTECODE_VARS:
+            env.pop(key, None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     env.update(
         ENVIRONMENT="test",
         DATABASE_URL=DATABASE_URL,
@@ -69,7 +79,7 @@ def configure_this_process(**extra: str) -> None:
     """Point this process's imangor settings at the bench services."""
     for key in _DROPPED:
         os.environ.pop(key, None)
-    os.environ.update(bench_env(**extra))
+    os.environ.update(bench_env(bytecode=False, **extra))
     from imangor.config import get_settings
 
     get_settings.cache_clear()
@@ -198,6 +208,46 @@ def tree_memory(pid: int) -> Memory:
             elif key == "Pss":
                 pss += int(value.split()[0]) * 1024
     return Memory(rss, pss, count)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its live descendants."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def machine_busy_cores(window: float = 0.25) -> float:
+    """Cores the whole machine kept busy over the next `window` seconds."""
+    import psutil
+
+    def busy() -> float:
+        t = psutil.cpu_times()
+        return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+    before, started = busy(), time.perf_counter()
+    time.sleep(window)
+    return (busy() - before) / (time.perf_counter() - started)
+
+
+def wait_for_quiet(max_busy: float = 0.35, timeout: float = 20.0) -> float:
+    """Wait (at most `timeout` s) until other work on this shared machine keeps fewer than
+    `max_busy` cores busy; return the last reading so results can say how quiet it was."""
+    deadline = time.monotonic() + timeout
+    reading = machine_busy_cores()
+    while reading > max_busy and time.monotonic() < deadline:
+        reading = machine_busy_cores()
+    return reading
 
 
 @dataclass(frozen=True)
