@@ -14,10 +14,12 @@ from imangor.schemas.users import (
 )
 
 # Password hashing is memory-bound: concurrency stays low and memory has headroom.
-unit = Unit("auth", Deploy(needs=("database", "redis", "tasks"), memory="1Gi", concurrency=8))
+unit = Unit("auth", Deploy(needs=("database", "redis", "tasks"), memory="1Gi"))
 
 
-@unit.post("/auth/register", access="public", status=201, rate_limit=RateLimit(10, 3600))
+@unit.post(
+    "/auth/register", access="public", status=201, rate_limit=RateLimit(10, 3600), errors=(409,)
+)
 def register(body: RegisterIn, ctx: Context) -> UserOut:
     """Create a customer account."""
     from imangor.services.users import register as create
@@ -25,7 +27,13 @@ def register(body: RegisterIn, ctx: Context) -> UserOut:
     return UserOut.model_validate(create(ctx.db, body))
 
 
-@unit.post("/auth/token", access="public", media_types=(FORM, JSON), rate_limit="off")
+@unit.post(
+    "/auth/token",
+    access="public",
+    media_types=(FORM, JSON),
+    rate_limit="off",
+    errors=(401, 429, 503),
+)
 def token(body: TokenIn, ctx: Context) -> TokenOut:
     """Sign in with e-mail and password (OAuth2 password form or JSON).
 
@@ -37,7 +45,7 @@ def token(body: TokenIn, ctx: Context) -> TokenOut:
     return login(ctx.db, body.login, body.password.get_secret_value())
 
 
-@unit.post("/auth/refresh", access="public")
+@unit.post("/auth/refresh", access="public", errors=(401,))
 def refresh(body: RefreshIn, ctx: Context) -> TokenOut:
     """Trade a refresh token for a new pair; the old one stops working.
 
@@ -55,7 +63,7 @@ def logout(body: RefreshIn, ctx: Context) -> None:
     end_session(ctx.db, body.refresh_token)
 
 
-@unit.post("/auth/password-recovery", access="public", status=202, rate_limit="off")
+@unit.post("/auth/password-recovery", access="public", status=202, rate_limit="off", errors=(429,))
 def password_recovery(body: RecoveryIn, ctx: Context) -> Accepted:
     """Mail a reset link if the account exists; the answer is the same either way."""
     from imangor.ratelimit import limit_attempts
@@ -77,7 +85,7 @@ def reset_password(body: ResetIn, ctx: Context) -> None:
     reset(ctx.db, body.token, body.new_password.get_secret_value())
 
 
-@unit.post("/auth/google", access="public", rate_limit=RateLimit(30, 300))
+@unit.post("/auth/google", access="public", rate_limit=RateLimit(30, 300), errors=(401,))
 def google(body: GoogleIn, ctx: Context) -> TokenOut:
     """Sign in with a Google ID token (linked by verified e-mail, or a new account)."""
     from imangor.auth.google import verify_id_token

@@ -30,7 +30,7 @@ def start_upload(body: FileIn, ctx: Context) -> UploadTicket:
     )
 
 
-@unit.post("/files/{file_id}/complete", status=202)
+@unit.post("/files/{file_id}/complete", status=202, errors=(409,))
 def complete_upload(path: FilePath, ctx: Context) -> Completed:
     """Check the uploaded object, then process it in the background (see job_id)."""
     from imangor.schemas.tasks import ProcessUpload
@@ -42,7 +42,7 @@ def complete_upload(path: FilePath, ctx: Context) -> Completed:
     return Completed.model_validate({**FileOut.model_validate(row).model_dump(), "job_id": job.id})
 
 
-@unit.get("/files/{file_id}")
+@unit.get("/files/{file_id}", errors=(409,))
 def read_file(path: FilePath, ctx: Context) -> DownloadLink:
     """The file's state and a short-lived signed download URL."""
     from imangor.services.files import download_url

@@ -9,7 +9,7 @@ unit = Unit("orders", Deploy(needs=("database", "redis")))
 PLACE_LIMIT = RateLimit(10, 60)
 
 
-@unit.post("/orders/", status=201, rate_limit=PLACE_LIMIT)
+@unit.post("/orders/", status=201, rate_limit=PLACE_LIMIT, errors=(409,))
 def place_order(body: OrderIn, headers: OrderHeaders, ctx: Context) -> OrderOut:
     """Order a quantity of a product: a pending order, its stock taken at once (409 if short).
 
@@ -41,7 +41,7 @@ def read_order(path: OrderPath, ctx: Context) -> OrderOut:
     return orders.get_order(ctx.db, ctx.user, path.order_id)
 
 
-@unit.post("/orders/{order_id}/cancel")
+@unit.post("/orders/{order_id}/cancel", errors=(409,))
 def cancel_order(path: OrderPath, ctx: Context) -> OrderOut:
     """Cancel an order that has not shipped; its quantity goes back in stock (409 otherwise)."""
     from imangor.services import orders

@@ -57,7 +57,7 @@ def update_product(path: ProductPath, body: ProductPatch, ctx: Context) -> Produ
     return products.update_product(ctx.db, path.product_id, body)
 
 
-@unit.delete("/products/{product_id}", access="staff")
+@unit.delete("/products/{product_id}", access="staff", errors=(409,))
 def delete_product(path: ProductPath, ctx: Context) -> None:
     """Delete a product that was never ordered (staff); 409 if it has orders."""
     from imangor.services import products

@@ -27,13 +27,13 @@ def read_me(ctx: Context) -> UserOut:
     return UserOut.model_validate(accounts.get_user(ctx.db, ctx.user.user_id))
 
 
-@unit.patch("/users/me")
+@unit.patch("/users/me", errors=(409,))
 def update_me(body: UserUpdateMe, ctx: Context) -> UserOut:
     """Change your name or e-mail."""
     return UserOut.model_validate(accounts.update_me(ctx.db, ctx.user.user_id, body))
 
 
-@unit.delete("/users/me")
+@unit.delete("/users/me", errors=(409,))
 def delete_me(ctx: Context) -> None:
     """Delete your account and everything it owns."""
     accounts.delete_user(ctx.db, ctx.user.user_id)
@@ -58,7 +58,7 @@ def list_users(query: UserFilter, ctx: Context) -> Page[UserOut]:
     return Page[UserOut](items=[UserOut.model_validate(u) for u in rows], next_cursor=cursor)
 
 
-@unit.post("/users/", access="admin", status=201)
+@unit.post("/users/", access="admin", status=201, errors=(409,))
 def create_user(body: AdminUserCreate, ctx: Context) -> UserOut:
     """Create an account with any role."""
     return UserOut.model_validate(accounts.admin_create(ctx.db, body))
@@ -70,13 +70,13 @@ def read_user(path: UserPath, ctx: Context) -> UserOut:
     return UserOut.model_validate(accounts.get_user(ctx.db, path.user_id))
 
 
-@unit.patch("/users/{user_id}", access="admin")
+@unit.patch("/users/{user_id}", access="admin", errors=(409,))
 def update_user(path: UserPath, body: AdminUserUpdate, ctx: Context) -> UserOut:
     """Change an account: role, activation, e-mail, name or password."""
     return UserOut.model_validate(accounts.admin_update(ctx.db, path.user_id, body))
 
 
-@unit.delete("/users/{user_id}", access="admin")
+@unit.delete("/users/{user_id}", access="admin", errors=(409,))
 def delete_user(path: UserPath, ctx: Context) -> None:
     """Delete an account (never the last admin)."""
     accounts.delete_user(ctx.db, path.user_id)

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from imangor.config import get_settings
+
 if TYPE_CHECKING:
     from redis import Redis
     from sqlalchemy.orm import Session
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
-# Seconds a cached answer lives; bumps make it unreachable sooner. Becomes CACHE_TTL_SECONDS.
-CACHE_TTL_SECONDS = 60
 CATALOG = "catalog"  # products by id and product searches: product writes and orders bump it
 _PENDING = "imangor.cache.bump"  # session.info key: namespaces to bump after commit
 _LISTENING = "imangor.cache.listening"
@@ -83,7 +83,8 @@ def read_through(
     model: type[M],
     load: Callable[[], M],
 ) -> M:
-    """The cached answer for (kind, params), else `load()`'s, stored for CACHE_TTL_SECONDS."""
+    """The cached answer for (kind, params), else `load()`'s, stored for CACHE_TTL_SECONDS
+    (a version bump makes it unreachable sooner)."""
     from redis.exceptions import RedisError
 
     current = version(namespace)
@@ -103,7 +104,7 @@ def read_through(
             log.info("discarding an unreadable cache entry %s", key)
     value = load()
     try:
-        client.set(key, value.model_dump_json(), ex=CACHE_TTL_SECONDS)
+        client.set(key, value.model_dump_json(), ex=get_settings().cache_ttl_seconds)
     except RedisError as exc:
         log.warning("cache write failed: %s", exc)
     return value

@@ -60,8 +60,12 @@ class Settings(BaseSettings):
     db_name: str = Field("imangor", description="database name for the Cloud SQL connector")
     db_iam_auth: bool = Field(False, description="IAM database authentication (connector)")
     db_ip_type: Literal["private", "public", "psc"] = Field("private", description="connector IP")
-    db_pool_size: int = Field(2, ge=1, le=50, description="connections kept per instance")
-    db_max_overflow: int = Field(2, ge=0, le=50, description="extra connections under bursts")
+    db_pool_size: int = Field(
+        4, ge=1, le=50, description="connections kept per instance (= request threads)"
+    )
+    db_max_overflow: int = Field(
+        0, ge=0, le=50, description="extra connections; >0 opens and closes them (churn)"
+    )
     db_pool_timeout: float = Field(10.0, gt=0, description="seconds to wait for a connection")
     db_pool_recycle: int = Field(1800, ge=30, description="seconds before a connection is renewed")
     db_statement_timeout_ms: int = Field(15000, ge=0, description="per-statement limit, 0 = none")
@@ -79,6 +83,12 @@ class Settings(BaseSettings):
     )
     rate_limit_default: str = Field(
         "120/60", pattern=r"^\d+/\d+$", description="requests/seconds per caller and endpoint"
+    )
+    cache_ttl_seconds: int = Field(
+        60, ge=1, le=86400, description="how long a cached catalog answer lives in Redis"
+    )
+    idempotency_ttl_seconds: int = Field(
+        86400, ge=60, le=30 * 86400, description="how long an Idempotency-Key is remembered"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level")
     gcp_project: str | None = Field(None, description="project id, for trace ids in logs")

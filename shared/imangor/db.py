@@ -8,8 +8,9 @@ that all pools together fit Cloud SQL's max_connections.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imangor.config import Settings, get_settings
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _engine: Engine | None = None
 _sessions = sessionmaker(autoflush=True, expire_on_commit=False)
@@ -98,8 +100,32 @@ def dispose_engine() -> None:
         _engine = None
 
 
+AFTER_CLOSE = "imangor_after_close"
+
+
 def new_session() -> Session:
-    return _sessions(bind=get_engine())
+    """A session; close it with `close_session` so work deferred until its connection is
+    back in the pool (see `after_close`) runs."""
+    session = _sessions(bind=get_engine())
+    session.info[AFTER_CLOSE] = []
+    return session
+
+
+def after_close(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once `session` has given its connection back. Work that needs a
+    connection of its own (the outbox push) waits for this: with a pool of one connection
+    per thread, taking a second one while holding the first could wait forever."""
+    session.info.setdefault(AFTER_CLOSE, []).append(callback)
+
+
+def close_session(session: Session) -> None:
+    session.close()
+    callbacks = session.info.pop(AFTER_CLOSE, [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("work deferred until after the session failed")
 
 
 @contextmanager
@@ -113,4 +139,4 @@ def session_scope() -> Iterator[Session]:
         session.rollback()
         raise
     finally:
-        session.close()
+        close_session(session)

@@ -74,20 +74,20 @@ def emulator_python() -> Path:
             pytest.skip("uv is not installed: cannot create gcloud-tasks-emulator's virtualenv")
         env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
         env.pop("VIRTUAL_ENV", None)
-        steps = (
-            ("create a Python 3.11 virtualenv", ["venv", "--clear", "--python", "3.11"]),
-            ("install the pinned packages", ["pip", "install", "--python", str(python)]),
+        commands = (
+            (
+                "create a Python 3.11 virtualenv",
+                [uv, "venv", "--quiet", "--clear", "--python", "3.11", str(VENV)],
+            ),
+            (
+                "install the pinned packages",
+                [uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(PINS)],
+            ),
         )
-        for step, args in steps:
-            target = [str(VENV)] if args[0] == "venv" else ["-r", str(PINS)]
+        for step, command in commands:
             try:
                 result = subprocess.run(
-                    [uv, *args, "--quiet", *target],
-                    capture_output=True,
-                    text=True,
-                    env=env,
-                    timeout=300,
-                    check=False,
+                    command, capture_output=True, text=True, env=env, timeout=300, check=False
                 )
             except subprocess.TimeoutExpired:
                 pytest.skip(f"cannot {step} for gcloud-tasks-emulator: timed out (offline?)")
@@ -101,7 +101,6 @@ def emulator_python() -> Path:
 class Emulator:
     port: int
     pid: int
-    log: Path
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +125,7 @@ def tasks_emulator(
         line = proc.stdout.readline().strip() if ready else ""
         if not line.startswith("LISTENING 127.0.0.1:"):
             raise RuntimeError(f"the emulator did not start ({line!r}): {log.read_text()[-2000:]}")
-        yield Emulator(int(line.rpartition(":")[2]), proc.pid, log)
+        yield Emulator(int(line.rpartition(":")[2]), proc.pid)
     finally:
         proc.terminate()
         try:

@@ -45,10 +45,12 @@ class Context:
         session, self._session = self._session, None
         if session is None:
             return
+        from imangor.db import close_session
+
         try:
             if commit:
                 session.commit()
             else:
                 session.rollback()
         finally:
-            session.close()
+            close_session(session)

@@ -32,9 +32,11 @@ ERROR_TEXT = {
     404: "Not found",
     413: "Body too large",
     415: "Unsupported media type",
+    409: "Conflicts with the current state",
     422: "Validation failed",
     429: "Rate limited",
     500: "Unexpected error",
+    503: "A dependency is unavailable; retry later",
 }
 
 
@@ -115,7 +117,7 @@ def _responses(e: Endpoint, keys: dict[Any, Any]) -> dict[str, Any]:
         }
     else:
         responses["204" if e.status == 200 else str(e.status)] = {"description": "No content"}
-    codes = {500}
+    codes = {500, *e.errors}
     if e.inputs:
         codes.add(422)
     if "body" in e.inputs:

@@ -62,7 +62,9 @@ class Deploy:
     cpu: str = "1"
     min_instances: int = 0
     max_instances: int = 10
-    concurrency: int = 8  # requests per instance; functions-framework runs 4×CPU threads
+    # Requests per instance = gunicorn threads (THREADS); a database unit's pool (DB_POOL_SIZE,
+    # 4 by default) keeps one connection per thread, so keep these equal.
+    concurrency: int = 4
     timeout_seconds: int = 60
     internal: bool = False  # only reachable from inside Google (Cloud Tasks, Scheduler)
 
@@ -81,6 +83,7 @@ class Endpoint:
     media_types: tuple[str, ...]
     rate_limit: Limit
     cache_control: str | None  # e.g. "public, max-age=30": GET answers then carry an ETag
+    errors: tuple[int, ...]  # statuses beyond those the runtime itself gives (409, 503, ...)
     summary: str
     description: str
     raw: bool = False  # returns a flask/werkzeug Response itself (docs pages, metrics)
@@ -150,6 +153,7 @@ def endpoint_from_function(
     media_types: tuple[str, ...],
     rate_limit: Limit,
     cache_control: str | None,
+    errors: tuple[int, ...],
     raw: bool,
 ) -> Endpoint:
     """Read an endpoint's inputs and output from its signature: the declaration is the code."""
@@ -191,6 +195,7 @@ def endpoint_from_function(
         media_types=media_types,
         rate_limit=rate_limit,
         cache_control=cache_control,
+        errors=errors,
         summary=summary.strip(),
         description=description.strip(),
         raw=raw,

@@ -77,6 +77,7 @@ class Unit:
         media_types: tuple[str, ...] = (JSON,),
         rate_limit: Limit = "default",
         cache_control: str | None = None,
+        errors: tuple[int, ...] = (),
         raw: bool = False,
     ) -> Callable[[F], F]:
         def register(func: F) -> F:
@@ -91,6 +92,7 @@ class Unit:
                     media_types=media_types,
                     rate_limit=rate_limit,
                     cache_control=cache_control,
+                    errors=errors,
                     raw=raw,
                 )
             )

@@ -6,7 +6,7 @@ in it before commit, so:
 - a concurrent duplicate blocks on the key's primary key until the first commits, then
   replays its answer (or, if the first rolled back, runs itself);
 - the same key with another request (method, path or body) is refused;
-- keys expire after IDEMPOTENCY_TTL: an expired key is claimed anew as if unseen.
+- keys expire after IDEMPOTENCY_TTL_SECONDS: an expired key is claimed anew as if unseen.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from imangor.config import get_settings
 from imangor.errors import Conflict, ValidationFailed
 from imangor.models import IdempotencyKey
 
 M = TypeVar("M", bound=BaseModel)
 
 # How long a key is remembered. Becomes the setting IDEMPOTENCY_TTL_SECONDS (default 86400).
-IDEMPOTENCY_TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
 
 
@@ -76,7 +76,7 @@ def _claim(
         user_id=user_id,
         key=key,
         fingerprint=fingerprint,
-        expires_at=func.now() + IDEMPOTENCY_TTL,
+        expires_at=func.now() + timedelta(seconds=get_settings().idempotency_ttl_seconds),
     )
     # An expired row is taken over; a live one is left alone (and its owner waited for).
     claim = fresh.on_conflict_do_update(

@@ -21,9 +21,11 @@ from imangor.errors import Conflict, NotFound, ValidationFailed
 from imangor.models import Order, Product
 from imangor.schemas.common import PageQuery
 from imangor.schemas.orders import OrderIn, OrderOut, OrderPage
+from imangor.schemas.tasks import ProcessOrder
 from imangor.services import idempotency
 from imangor.services.items import newest_key
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
+from imangor.tasks import enqueue
 
 PENDING, CONFIRMED, SHIPPED, CANCELLED = "pending", "confirmed", "shipped", "cancelled"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -109,6 +111,8 @@ def _place(session: Session, user: Principal, data: OrderIn) -> OrderOut:
             )
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
     cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
+    # Confirmation runs in the background; the job commits (or not) with the order itself.
+    enqueue(session, ProcessOrder(order_id=placed.id), user_id=user.user_id)
     return OrderOut(
         id=placed.id,
         user_id=user.user_id,

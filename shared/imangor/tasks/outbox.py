@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
+from imangor.db import after_close
 from imangor.models import Job, OutboxEntry
 from imangor.tasks.backends import build_request, get_backend
 from imangor.tasks.registry import MAX_PAYLOAD_BYTES, TaskPayload
@@ -41,7 +42,16 @@ def enqueue(session: Session, payload: TaskPayload, *, user_id: uuid.UUID | None
 def _push_after_commit(session: Session) -> None:
     job_ids = session.info.pop(PENDING_KEY, None)
     if job_ids:
+        # Pushing needs a connection; wait until this session has returned its own.
+        after_close(session, lambda: _push_quietly(job_ids))
+
+
+def _push_quietly(job_ids: list[uuid.UUID]) -> None:
+    """The request already succeeded: a failed push is logged and left to the sweep."""
+    try:
         push(job_ids)
+    except Exception:
+        log.exception("pushing %d committed jobs failed; the outbox sweep will retry", len(job_ids))
 
 
 @event.listens_for(Session, "after_rollback")
@@ -56,7 +66,7 @@ def push(job_ids: list[uuid.UUID] | None = None, limit: int = 100) -> int:
 
     pushed = 0
     backend = get_backend()
-    with new_session() as session:
+    with new_session() as session:  # the outbox's own session: nothing is deferred on it
         query = select(OutboxEntry).order_by(OutboxEntry.created_at).limit(limit)
         if job_ids is not None:
             query = query.where(OutboxEntry.job_id.in_(job_ids))

@@ -90,6 +90,9 @@ locals {
         local.common_env,
         {
           FUNCTION_TARGET = name
+          # functions-framework's gunicorn threads: one per concurrent request Cloud Run sends,
+          # and the database pool holds one connection per thread (no churn, no waiting).
+          THREADS = tostring(unit.concurrency)
           # X-Forwarded-For entries added by our own proxies: LB + Cloud Run front end, or
           # only the front end for units that Cloud Tasks / Scheduler call directly.
           FORWARDED_HOPS = unit.internal ? "1" : "2"
