@@ -84,6 +84,7 @@ def test_make_dev_starts_everything_from_nothing_and_stops_cleanly(
         data={"username": "admin@example.com", "password": "a long admin passphrase"},
     )
     assert token.status_code == 200  # the first admin was created from the environment
+    _an_order_is_confirmed_by_its_task(base, token.json()["access_token"])
     children = psutil.Process(process.pid).children(recursive=True)
     assert any("postgres" in c.name() for c in children)
     process.send_signal(signal.SIGINT)
@@ -91,6 +92,49 @@ def test_make_dev_starts_everything_from_nothing_and_stops_cleanly(
     output = process.stdout.read() if process.stdout else ""
     assert f"Imangor API ready on {base}" in output
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def _an_order_is_confirmed_by_its_task(base: str, admin_token: str) -> None:
+    """Through the API only: a product, a customer, an order — confirmed with no human step
+    by the process_order task, delivered by the dev server's local Cloud Tasks."""
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    product = requests.post(
+        f"{base}/products/",
+        headers=admin,
+        timeout=10,
+        json={
+            "name": "Walnut desk",
+            "price": "120.00",
+            "stock": 3,
+            "attributes": {"category": "furniture", "description": "Solid walnut"},
+        },
+    ).json()
+    requests.post(
+        f"{base}/auth/register",
+        timeout=10,
+        json={"email": "buyer@example.com", "password": "a long buyer passphrase"},
+    )
+    login = requests.post(
+        f"{base}/auth/token",
+        timeout=10,
+        data={"username": "buyer@example.com", "password": "a long buyer passphrase"},
+    ).json()
+    buyer = {"Authorization": f"Bearer {login['access_token']}"}
+    order = requests.post(
+        f"{base}/orders/",
+        headers=buyer,
+        timeout=10,
+        json={"product_id": product["id"], "quantity": 1},
+    ).json()
+    assert order["status"] == "pending"
+    deadline = time.monotonic() + 30
+    status = order["status"]
+    while status != "confirmed" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = requests.get(f"{base}/orders/{order['id']}", headers=buyer, timeout=10).json()[
+            "status"
+        ]
+    assert status == "confirmed"
 
 
 def test_a_unit_runs_alone_as_in_production(services: dict[str, str]) -> None:

@@ -309,3 +309,39 @@ def test_cron_runs_once_per_schedule_time(live_server: str, signer: Any) -> None
     assert second.json()["result"] == first.json()["result"]
     unsigned = requests.post(f"{LIVE_URL}/cron/cleanup", timeout=10)
     assert unsigned.status_code == 401
+
+
+def test_an_order_placed_through_the_api_is_confirmed_by_its_task(
+    live_server: str,
+    dispatcher: Any,
+    make_account: Any,
+) -> None:
+    staff, buyer = make_account("staff"), make_account()
+    product = requests.post(
+        f"{live_server}/products/",
+        headers=staff.headers,
+        timeout=10,
+        json={
+            "name": "Oak lamp",
+            "price": "19.99",
+            "stock": 2,
+            "attributes": {"category": "home", "description": "warm"},
+        },
+    ).json()
+    placed = requests.post(
+        f"{live_server}/orders/",
+        headers=buyer.headers,
+        timeout=10,
+        json={"product_id": product["id"], "quantity": 1},
+    )
+    assert placed.status_code == 201
+    order_id = placed.json()["id"]
+
+    def status() -> str:
+        return str(
+            requests.get(
+                f"{live_server}/orders/{order_id}", headers=buyer.headers, timeout=10
+            ).json()["status"]
+        )
+
+    wait_for(lambda: status() == "confirmed")
