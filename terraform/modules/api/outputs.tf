@@ -15,12 +15,12 @@ output "service_accounts" {
 
 output "api_domain" {
   description = "The API's domain."
-  value       = var.domain
+  value       = var.site.domain
 }
 
 output "api_url" {
   description = "Base URL clients use."
-  value       = "https://${var.domain}"
+  value       = "https://${var.site.domain}"
 }
 
 output "load_balancer_ip" {
@@ -54,8 +54,8 @@ output "bucket" {
 }
 
 output "image_repository" {
-  description = "Artifact Registry path images are pushed to."
-  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+  description = "Artifact Registry path images are pushed to (cloudbuild.yaml's _IMAGE is this plus /api)."
+  value       = "${var.site.region}-docker.pkg.dev/${var.site.project_id}/${google_artifact_registry_repository.images.repository_id}"
 }
 
 output "deployer_service_account" {

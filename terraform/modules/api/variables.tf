@@ -1,3 +1,55 @@
+# Every input of an environment is declared, documented and validated here, once. An
+# environment root (terraform/environments/ENV) passes `site` through from its terraform.tfvars
+# and commits its sizing in the module call; everything else keeps the defaults below.
+
+# ---- What ops supply (terraform.tfvars of each environment) ------------------------------
+
+variable "site" {
+  description = <<-EOT
+    Where and for whom the environment runs, from the root's terraform.tfvars:
+    project_id (one Google Cloud project per environment), region (of every regional
+    resource), domain (the API's public name; its A record points at the load balancer),
+    cors_origins (web origins allowed by the API and the bucket's CORS), alert_emails (who
+    gets the alerts) and first_admin_email (created by the migration job, its password
+    generated into Secret Manager; empty: none).
+  EOT
+  type = object({
+    project_id        = string
+    region            = string
+    domain            = string
+    cors_origins      = optional(list(string), [])
+    alert_emails      = optional(list(string), [])
+    first_admin_email = optional(string, "")
+  })
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.site.project_id))
+    error_message = "site.project_id must be a Google Cloud project id (6-30 lower-case letters, digits, hyphens)."
+  }
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.site.region))
+    error_message = "site.region must be a Google Cloud region such as europe-west1."
+  }
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,}$", var.site.domain))
+    error_message = "site.domain must be a lower-case DNS name such as api.example.com."
+  }
+  validation {
+    condition     = alltrue([for o in var.site.cors_origins : can(regex("^https://[^/*]+$", o))])
+    error_message = "site.cors_origins must be https origins without path or wildcard."
+  }
+  validation {
+    condition     = alltrue([for e in var.site.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "site.alert_emails must be e-mail addresses."
+  }
+  validation {
+    condition     = var.site.first_admin_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.site.first_admin_email))
+    error_message = "site.first_admin_email must be empty or an e-mail address."
+  }
+}
+
+# ---- What each environment commits in its module call --------------------------------------
+
 variable "environment" {
   description = "Stage name: dev or prod (prefixes every resource: imangor-ENV-...)."
   type        = string
@@ -8,38 +60,23 @@ variable "environment" {
   }
 }
 
-variable "project_id" {
-  description = "Google Cloud project of this environment (one project per environment)."
-  type        = string
-}
-
-variable "region" {
-  description = "Region of every regional resource."
-  type        = string
-}
-
-variable "domain" {
-  description = "The API's public domain (one REST surface for every unit)."
-  type        = string
-}
-
-variable "image" {
-  description = "Image for the first revision of each unit and job; Cloud Build deploys later ones."
-  type        = string
-}
-
 variable "inventory" {
-  description = "Decoded terraform/generated/inventory.json (generated from the code's registry)."
+  description = "Decoded terraform/generated/inventory.json (generated from the code's registry; the registry module validates it)."
   type        = any
 }
 
 variable "max_instances_cap" {
-  description = "Upper bound on every unit's max_instances in this environment."
+  description = "Upper bound on every unit's max_instances in this environment (the connection budget counts with it)."
   type        = number
+
+  validation {
+    condition     = var.max_instances_cap >= 1 && floor(var.max_instances_cap) == var.max_instances_cap
+    error_message = "max_instances_cap must be a positive integer."
+  }
 }
 
 variable "database" {
-  description = "Cloud SQL sizing. max_connections must hold every unit's pool plus the reserve."
+  description = "Cloud SQL sizing (the database module validates each field). max_connections must hold every unit's pool plus the reserve."
   type = object({
     tier                 = string
     availability_type    = optional(string, "ZONAL")
@@ -51,7 +88,7 @@ variable "database" {
 }
 
 variable "redis" {
-  description = "Memorystore sizing."
+  description = "Memorystore sizing (the redis module validates each field)."
   type = object({
     tier           = optional(string, "BASIC")
     memory_size_gb = optional(number, 1)
@@ -59,10 +96,22 @@ variable "redis" {
   default = {}
 }
 
-variable "cors_origins" {
-  description = "Web origins allowed by the API (CORS_ORIGINS) and by the bucket's CORS."
-  type        = list(string)
-  default     = []
+variable "deletion_protection" {
+  description = "Protect the database (Terraform and the Cloud SQL API), services and jobs against deletion; switch off and apply before destroying."
+  type        = bool
+}
+
+# ---- Settings with defaults (set them in the module call when an environment differs) ------
+
+variable "image" {
+  description = "Image of the first revision of each unit and job (Cloud Build deploys the following ones); any public image works for the first apply."
+  type        = string
+  default     = "us-docker.pkg.dev/cloudrun/container/hello"
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})?$", var.image)) && !endswith(var.image, ":latest")
+    error_message = "image must be a registry path (tag or digest, never :latest)."
+  }
 }
 
 variable "log_level" {
@@ -77,7 +126,7 @@ variable "log_level" {
 }
 
 variable "app_env" {
-  description = "Extra plain settings for every unit and the migration job (e.g. GOOGLE_CLIENT_IDS, EMAIL_BACKEND)."
+  description = "Extra plain settings for every unit and the migration job, e.g. { GOOGLE_CLIENT_IDS = jsonencode([\"id.apps.googleusercontent.com\"]) }."
   type        = map(string)
   default     = {}
 
@@ -94,7 +143,7 @@ variable "app_env" {
 }
 
 variable "jwt" {
-  description = "Token signing: HS256 with SECRET_KEY, or RS256/ES256 with JWT_PRIVATE_KEY (secret PREFIX-jwt-private-key), key id and the public keys by kid."
+  description = "Token signing: HS256 with SECRET_KEY, or RS256/ES256 with JWT_PRIVATE_KEY (secret PREFIX-jwt-private-key), a key id and the public keys by kid (see infra/README.md, rotating secrets)."
   type = object({
     algorithm   = optional(string, "HS256")
     key_id      = optional(string, "k1")
@@ -103,43 +152,35 @@ variable "jwt" {
   default = {}
 
   validation {
-    condition     = contains(["HS256", "RS256", "ES256"], var.jwt.algorithm)
-    error_message = "jwt.algorithm must be HS256, RS256 or ES256."
+    condition     = contains(["HS256", "RS256", "ES256"], var.jwt.algorithm) && can(regex("^[A-Za-z0-9._-]{1,64}$", var.jwt.key_id))
+    error_message = "jwt.algorithm must be HS256, RS256 or ES256 and jwt.key_id 1-64 letters, digits, . _ -."
   }
 }
 
-variable "alert_emails" {
-  description = "Addresses notified by the alert policies."
-  type        = list(string)
-  default     = []
-}
-
-variable "first_admin_email" {
-  description = "FIRST_ADMIN_EMAIL for the migration job (empty: no first admin)."
-  type        = string
-  default     = ""
-}
-
 variable "secret_key_version" {
-  description = "Bump to generate a new SECRET_KEY (rotation); the previous version is disabled."
+  description = "Bump to rotate SECRET_KEY: a new random key is written (write-only, never in state) and the previous version disabled."
   type        = number
   default     = 1
+
+  validation {
+    condition     = var.secret_key_version >= 1 && floor(var.secret_key_version) == var.secret_key_version
+    error_message = "secret_key_version must be a positive integer."
+  }
 }
 
 variable "waf_preview" {
-  description = "Cloud Armor WAF rules only log instead of blocking."
+  description = "Let the Cloud Armor WAF rules only log (to tune them) instead of blocking."
   type        = bool
   default     = false
 }
 
 variable "rate_limit_per_minute" {
-  description = "Requests per minute per client IP at the load balancer."
+  description = "Requests per minute one client IP may send through the load balancer."
   type        = number
   default     = 600
-}
 
-variable "deletion_protection" {
-  description = "Protect the database, services and jobs against deletion."
-  type        = bool
-  default     = true
+  validation {
+    condition     = var.rate_limit_per_minute >= 10
+    error_message = "rate_limit_per_minute must be at least 10."
+  }
 }
