@@ -545,7 +545,7 @@ def explain_findings() -> list[tuple[str, str, bool, float]]:
 
     @compiles(Explain, "postgresql")
     def _compile(element: Explain, compiler: Any, **kw: Any) -> str:
-        return "EXPLAIN (ANALYZE, FORMAT JSON) " + compiler.process(element.statement, **kw)
+        return "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiler.process(element.statement, **kw))
 
     def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield plan

@@ -57,7 +57,7 @@ def version(namespace: str) -> int | None:
         return None
     key = _version_key(namespace)
     try:
-        current = client.get(key)
+        current: Any = client.get(key)
         if current is None:
             # A fresh (or evicted) version starts at the clock, never back at an old number
             # whose keys might still be alive.
@@ -93,7 +93,7 @@ def read_through(
         return load()
     key = make_key(namespace, current, kind, params)
     try:
-        raw = client.get(key)
+        raw: Any = client.get(key)
     except RedisError as exc:
         log.warning("cache read failed, reading from the database: %s", exc)
         return load()

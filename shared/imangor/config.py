@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     )
     tasks_project: str | None = Field(None, description="project of the Cloud Tasks queues")
     tasks_location: str = Field("europe-west1", description="region of the Cloud Tasks queues")
+    tasks_emulator_host: str | None = Field(
+        None, description="host:port of gcloud-tasks-emulator (tests; plain gRPC, no auth)"
+    )
     tasks_target_url: str = Field(
         "http://127.0.0.1:8080", description="base URL Cloud Tasks pushes to (the tasks unit)"
     )

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imangor.errors import RateLimited, ServiceUnavailable
 
@@ -45,9 +45,16 @@ def hit(key: str, limit: int, window_seconds: int, *, fail_closed: bool = False)
 
     now_ms = int(time.time() * 1000)
     try:
-        allowed, remaining, reset_ms = get_redis().eval(
-            SLIDING_WINDOW, 1, f"rl:{key}", limit, window_seconds * 1000, now_ms, uuid.uuid4().hex
+        reply: Any = get_redis().eval(
+            SLIDING_WINDOW,
+            1,
+            f"rl:{key}",
+            str(limit),
+            str(window_seconds * 1000),
+            str(now_ms),
+            uuid.uuid4().hex,
         )
+        allowed, remaining, reset_ms = reply
     except RedisError as exc:
         if fail_closed:
             raise ServiceUnavailable("rate limiting is unavailable; try again shortly") from exc

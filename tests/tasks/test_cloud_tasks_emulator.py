@@ -223,27 +223,27 @@ def forwarder(live_server: str, signer: Any) -> Iterator[Forwarder]:
 
 
 @pytest.fixture
-def relay_to_emulator(cloud_tasks: Any, forwarder: Forwarder) -> Iterator[None]:
-    """The relay as in production (TASKS_BACKEND=cloud), its client aimed at the emulator and
-    its target URL at the forwarder; OIDC_AUDIENCE stays the live server's URL."""
+def relay_to_emulator(
+    tasks_emulator: Emulator, cloud_tasks: Any, forwarder: Forwarder
+) -> Iterator[None]:
+    """The relay as in production (TASKS_BACKEND=cloud), its client aimed at the emulator
+    (TASKS_EMULATOR_HOST) and its target URL at the forwarder; OIDC_AUDIENCE stays the live
+    server's URL."""
     from imangor.config import get_settings
-    from imangor.tasks.backends import CloudTasksBackend
 
     changes = {
         "TASKS_BACKEND": "cloud",
         "TASKS_PROJECT": PROJECT,
         "TASKS_LOCATION": LOCATION,
         "TASKS_TARGET_URL": forwarder.url,
+        "TASKS_EMULATOR_HOST": f"127.0.0.1:{tasks_emulator.port}",
     }
     saved = {key: os.environ.get(key) for key in changes}
-    saved_client = CloudTasksBackend._client
     os.environ.update(changes)
     get_settings.cache_clear()
-    CloudTasksBackend._client = cloud_tasks
     try:
         yield
     finally:
-        CloudTasksBackend._client = saved_client
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -311,6 +311,7 @@ def test_relayed_task_goes_through_the_real_client_and_emulator_to_the_tasks_uni
         cloud_tasks.resume_queue(name=queue, timeout=10)
 
     wait_for(lambda: _job(job_id).status == "succeeded", timeout=20)
+    wait_for(lambda: forwarder.answers)  # the unit's answer is relayed just after its commit
 
     # What the emulator pushed over HTTP.
     (push,) = forwarder.pushes

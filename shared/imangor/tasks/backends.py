@@ -73,18 +73,30 @@ class LocalBackend:
 
 
 class CloudTasksBackend:
-    """Create an HTTP task with an OIDC token; the client is created on first use."""
+    """Create an HTTP task with an OIDC token; the client is created on first use (and aimed
+    at gcloud-tasks-emulator over plain gRPC when TASKS_EMULATOR_HOST is set)."""
 
     _lock = threading.Lock()
-    _client: Any = None
+    _clients: dict[str | None, Any] = {}
 
     def client(self) -> Any:
+        host = get_settings().tasks_emulator_host
         with self._lock:
-            if CloudTasksBackend._client is None:
+            if host not in self._clients:
                 from google.cloud import tasks_v2
 
-                CloudTasksBackend._client = tasks_v2.CloudTasksClient()
-            return CloudTasksBackend._client
+                if host:
+                    import grpc  # type: ignore[import-untyped]
+                    from google.cloud.tasks_v2.services.cloud_tasks.transports import (
+                        CloudTasksGrpcTransport,
+                    )
+
+                    channel = grpc.insecure_channel(host)
+                    transport = CloudTasksGrpcTransport(channel=channel)
+                    self._clients[host] = tasks_v2.CloudTasksClient(transport=transport)
+                else:
+                    self._clients[host] = tasks_v2.CloudTasksClient()
+            return self._clients[host]
 
     def push(self, session: Session, request: TaskRequest) -> None:
         from google.api_core.exceptions import AlreadyExists

@@ -48,8 +48,11 @@ class LocalSigner:
                 )
             )
             key_file.chmod(0o600)
-        self._private_pem = key_file.read_bytes()
-        private = serialization.load_pem_private_key(self._private_pem, password=None)
+        # Parsed once: PyJWT re-parses and re-checks a PEM on every call (≈40 ms, holding the
+        # GIL), which made the dispatcher deliver one task at a time.
+        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        assert isinstance(private, rsa.RSAPrivateKey)
+        self._key = private
         public_pem = (
             private.public_key()
             .public_bytes(
@@ -76,7 +79,7 @@ class LocalSigner:
             "exp": now + ttl,
             **claims,
         }
-        return jwt.encode(payload, self._private_pem, "RS256", headers={"kid": self.kid})
+        return jwt.encode(payload, self._key, "RS256", headers={"kid": self.kid})
 
 
 @dataclass
@@ -99,7 +102,7 @@ class LocalDispatcher:
         self,
         signer: LocalSigner,
         *,
-        poll_seconds: float = 0.2,
+        poll_seconds: float = 0.05,
         lease_seconds: float = 60.0,
         request_timeout: float = 30.0,
     ) -> None:
