@@ -17,7 +17,7 @@ KEY_ADVICE = (
     "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
 )
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "local-dev-secret"})
-LOCAL_SECRET = "local-dev-secret"  # noqa: S105  # nosec B105 - refused in production
+LOCAL_SECRET = "local-dev-secret"  # noqa: S105 - refused in production  # nosec B105
 
 
 class Settings(BaseSettings):

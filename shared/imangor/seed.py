@@ -157,7 +157,7 @@ def _uuid(rng: random.Random) -> uuid.UUID:
 
 def product_rows(count: int, seed: int) -> Iterator[tuple[Any, ...]]:
     """`count` product rows in PRODUCT_COLUMNS order; equal seeds give equal rows."""
-    rng = random.Random(seed)  # noqa: S311  # nosec B311 - deterministic test data
+    rng = random.Random(seed)  # noqa: S311 - deterministic test data  # nosec B311
     categories = list(CATEGORIES.items())
     for _ in range(count):
         category, (nouns, (low, high)) = rng.choice(categories)
@@ -200,7 +200,7 @@ def product_rows(count: int, seed: int) -> Iterator[tuple[Any, ...]]:
 def order_rows(
     count: int, seed: int, users: Sequence[uuid.UUID], products: Sequence[SeededProduct]
 ) -> Iterator[tuple[Any, ...]]:
-    rng = random.Random(seed + 1)  # noqa: S311  # nosec B311 - deterministic test data
+    rng = random.Random(seed + 1)  # noqa: S311 - deterministic test data  # nosec B311
     statuses = [s for s, _ in ORDER_STATUS_WEIGHTS]
     weights = [w for _, w in ORDER_STATUS_WEIGHTS]
     # A few products sell far more than others, as in any shop.
