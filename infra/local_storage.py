@@ -41,7 +41,7 @@ def signing_key_file(directory: Path) -> Path:
                 "private_key": pem,
                 "client_email": "files@imangor-local.iam.gserviceaccount.com",
                 "client_id": "1",
-                "token_uri": "https://oauth2.googleapis.com/token",
+                "token_uri": "https://oauth2.googleapis.com/token",  # nosec B105
             }
         )
     )
