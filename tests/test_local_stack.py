@@ -52,7 +52,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         FIRST_ADMIN_PASSWORD="a long admin passphrase",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.dev"],
+        [sys.executable, "-m", "infra.dev", "--run-cron", "cleanup"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -91,6 +91,8 @@ def test_make_dev_starts_everything_from_nothing_and_stops_cleanly(
     assert process.wait(30) == 0
     output = process.stdout.read() if process.stdout else ""
     assert f"Imangor API ready on {base}" in output
+    assert '"message": "cron cleanup at ' in output  # --run-cron ran it at start...
+    assert "POST /cron/cleanup 200" in output  # ...through the cron unit, OIDC-signed
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
