@@ -237,7 +237,7 @@ def machine_busy_cores(window: float = 0.25) -> float:
 
     before, started = busy(), time.perf_counter()
     time.sleep(window)
-    return (busy() - before) / (time.perf_counter() - started)
+    return max(0.0, (busy() - before) / (time.perf_counter() - started))
 
 
 def wait_for_quiet(max_busy: float = 0.35, timeout: float = 20.0) -> float:
@@ -345,10 +345,6 @@ def running(
             yield proc
         finally:
             stop(proc)
-
-
-def wait_until_answers(proc: subprocess.Popen[bytes], port: int, call: Call) -> FirstResponse:
-    return poll_first_response(proc, port, call, time.perf_counter(), interval=0.02)
 
 
 def median(values: Sequence[float]) -> float:
