@@ -251,3 +251,25 @@ def test_sql_looking_input_in_every_string_field(
         client.post("/auth/register", json={"email": text, "password": STRONG}).status_code == 422
     )
     assert user_count() == before
+
+
+def test_hashes_run_on_a_bounded_pool_not_on_request_threads(client: Client,
+                                                             make_account: Any) -> None:
+    """Argon2's 19 MiB buffer stays with the threads that hash: only MAX_CONCURRENT_HASHES
+    threads ever do, however many requests sign in at once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imangor.config import get_settings
+
+    account = make_account()
+
+    def sign_in(_: int) -> int:
+        return int(client.post("/auth/token", data={"username": account.email,
+                                                    "password": account.password}).status_code)
+
+    with ThreadPoolExecutor(8) as requests_:
+        statuses = list(requests_.map(sign_in, range(8)))
+    assert statuses == [200] * 8
+    hashing = [t for t in threading.enumerate() if t.name.startswith("argon2")]
+    assert 0 < len(hashing) <= get_settings().max_concurrent_hashes
