@@ -108,9 +108,9 @@ def prepare_database() -> None:
         timeout=120,
     )
     from imangor.db import get_engine
-    from imangor.models import Base
+    from imangor.models import all_metadata
 
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    tables = ", ".join(f'"{t.name}"' for t in all_metadata().sorted_tables)
     with get_engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     flush_redis()

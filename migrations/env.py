@@ -9,13 +9,13 @@ from sqlalchemy import Connection
 
 from imangor.config import get_settings
 from imangor.db import build_engine
-from imangor.models import Base
+from imangor.models import all_metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name)
 
-target_metadata = Base.metadata
+target_metadata = all_metadata()
 
 
 def run_migrations_offline() -> None:

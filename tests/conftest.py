@@ -164,10 +164,10 @@ def clean_state(configured: None) -> Iterator[None]:
     from sqlalchemy import text
 
     from imangor.db import get_engine
-    from imangor.models import Base
+    from imangor.models import all_metadata
     from imangor.redis_client import get_redis
 
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    tables = ", ".join(f'"{t.name}"' for t in all_metadata().sorted_tables)
     with get_engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     try:

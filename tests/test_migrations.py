@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect
 
 from imangor.db import sqlalchemy_url
-from imangor.models import Base
+from imangor.models import all_metadata
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def scratch_db(services: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ite
 def _diff(engine: Engine) -> list[object]:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, all_metadata()))
 
 
 def test_upgrade_matches_models_then_downgrade_and_upgrade_again(scratch_db: Engine) -> None:

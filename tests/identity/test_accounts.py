@@ -253,8 +253,9 @@ def test_sql_looking_input_in_every_string_field(
     assert user_count() == before
 
 
-def test_hashes_run_on_a_bounded_pool_not_on_request_threads(client: Client,
-                                                             make_account: Any) -> None:
+def test_hashes_run_on_a_bounded_pool_not_on_request_threads(
+    client: Client, make_account: Any
+) -> None:
     """Argon2's 19 MiB buffer stays with the threads that hash: only MAX_CONCURRENT_HASHES
     threads ever do, however many requests sign in at once."""
     import threading
@@ -265,8 +266,11 @@ def test_hashes_run_on_a_bounded_pool_not_on_request_threads(client: Client,
     account = make_account()
 
     def sign_in(_: int) -> int:
-        return int(client.post("/auth/token", data={"username": account.email,
-                                                    "password": account.password}).status_code)
+        return int(
+            client.post(
+                "/auth/token", data={"username": account.email, "password": account.password}
+            ).status_code
+        )
 
     with ThreadPoolExecutor(8) as requests_:
         statuses = list(requests_.map(sign_in, range(8)))

@@ -1,33 +1,71 @@
-"""SQLAlchemy models: one module per table, re-exported here so `Base.metadata` is complete."""
+"""SQLAlchemy models, one module per table.
+
+Each model module is imported on first use, so a unit loads only the tables it touches
+(importing all fourteen costs ≈30 ms of cold start). `all_metadata()` imports every one, for
+Alembic, the test suite and anything else that needs the complete `Base.metadata`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import MetaData
 
 from imangor.models.base import Base
-from imangor.models.file import FILE_STATUSES, StoredFile
-from imangor.models.idempotency import IdempotencyKey
-from imangor.models.identity import ApiKey, PasswordResetToken, RefreshToken, SentEmail
-from imangor.models.item import Item
-from imangor.models.order import ORDER_STATUSES, Order
-from imangor.models.product import Product
-from imangor.models.tasks import JOB_STATUSES, CronRun, Job, LocalTask, OutboxEntry
-from imangor.models.user import ROLES, User
 
-__all__ = [
-    "FILE_STATUSES",
-    "JOB_STATUSES",
-    "ORDER_STATUSES",
-    "ROLES",
-    "ApiKey",
-    "Base",
-    "CronRun",
-    "IdempotencyKey",
-    "Item",
-    "Job",
-    "LocalTask",
-    "Order",
-    "OutboxEntry",
-    "PasswordResetToken",
-    "Product",
-    "RefreshToken",
-    "SentEmail",
-    "StoredFile",
-    "User",
-]
+if TYPE_CHECKING:  # what the names below are, for type checkers and readers
+    from imangor.models.file import FILE_STATUSES as FILE_STATUSES
+    from imangor.models.file import StoredFile as StoredFile
+    from imangor.models.idempotency import IdempotencyKey as IdempotencyKey
+    from imangor.models.identity import ApiKey as ApiKey
+    from imangor.models.identity import PasswordResetToken as PasswordResetToken
+    from imangor.models.identity import RefreshToken as RefreshToken
+    from imangor.models.identity import SentEmail as SentEmail
+    from imangor.models.item import Item as Item
+    from imangor.models.order import ORDER_STATUSES as ORDER_STATUSES
+    from imangor.models.order import Order as Order
+    from imangor.models.product import Product as Product
+    from imangor.models.tasks import JOB_STATUSES as JOB_STATUSES
+    from imangor.models.tasks import CronRun as CronRun
+    from imangor.models.tasks import Job as Job
+    from imangor.models.tasks import LocalTask as LocalTask
+    from imangor.models.tasks import OutboxEntry as OutboxEntry
+    from imangor.models.user import ROLES as ROLES
+    from imangor.models.user import User as User
+
+_MODULE_OF = {
+    "FILE_STATUSES": "file",
+    "StoredFile": "file",
+    "IdempotencyKey": "idempotency",
+    "ApiKey": "identity",
+    "PasswordResetToken": "identity",
+    "RefreshToken": "identity",
+    "SentEmail": "identity",
+    "Item": "item",
+    "ORDER_STATUSES": "order",
+    "Order": "order",
+    "Product": "product",
+    "JOB_STATUSES": "tasks",
+    "CronRun": "tasks",
+    "Job": "tasks",
+    "LocalTask": "tasks",
+    "OutboxEntry": "tasks",
+    "ROLES": "user",
+    "User": "user",
+}
+__all__ = ["Base", "all_metadata", *_MODULE_OF]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def all_metadata() -> MetaData:
+    """`Base.metadata` with every table registered."""
+    for module in sorted(set(_MODULE_OF.values())):
+        importlib.import_module(f"{__name__}.{module}")
+    return Base.metadata
