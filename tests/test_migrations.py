@@ -90,3 +90,29 @@ def test_units_get_table_access_through_the_cloud_sql_iam_role(services: dict[st
         )
     assert allowed is True
     assert ddl is False
+
+
+@pytest.mark.parametrize(
+    "module", ["file", "idempotency", "identity", "item", "order", "product", "tasks", "user"]
+)
+def test_each_model_module_alone_resolves_its_foreign_keys(module: str) -> None:
+    """Units import only the models they use: each module must bring the tables its foreign
+    keys point at, or a flush fails with NoReferencedTableError (seen once, in the tasks unit)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        f"import imangor.models.{module}\n"
+        "from imangor.models import Base\n"
+        "for table in Base.metadata.tables.values():\n"
+        "    for key in table.foreign_keys:\n"
+        "        key.column  # raises NoReferencedTableError if the target is unknown\n"
+        "from sqlalchemy.orm import configure_mappers\n"
+        "configure_mappers()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from imangor.models.base import Base, Timestamps, UUIDPrimaryKey
+from imangor.models.user import User
 
 FILE_STATUSES = ("pending", "uploaded", "ready", "rejected")
 
@@ -24,7 +25,7 @@ class StoredFile(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_files_status_created", "status", "created_at"),
     )
 
-    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(BigInteger)

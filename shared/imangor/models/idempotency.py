@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from imangor.models.base import Base
+from imangor.models.user import User
 
 
 class IdempotencyKey(Base):
@@ -21,7 +22,7 @@ class IdempotencyKey(Base):
     __table_args__ = (Index("ix_idempotency_keys_expires", "expires_at"),)
 
     user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+        ForeignKey(User.id, ondelete="CASCADE"), primary_key=True
     )
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     # sha256 of method, path and the canonical body: the same key with another request is refused.

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from imangor.models.base import Base, UUIDPrimaryKey
+from imangor.models.user import User
 
 
 class RefreshToken(UUIDPrimaryKey, Base):
@@ -23,7 +24,7 @@ class RefreshToken(UUIDPrimaryKey, Base):
         Index("ix_refresh_tokens_expires", "expires_at"),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
     family_id: Mapped[uuid.UUID]
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -38,7 +39,7 @@ class ApiKey(UUIDPrimaryKey, Base):
     __tablename__ = "api_keys"
     __table_args__ = (Index("ix_api_keys_user", "user_id"),)
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
@@ -54,7 +55,7 @@ class PasswordResetToken(UUIDPrimaryKey, Base):
     __tablename__ = "password_reset_tokens"
     __table_args__ = (Index("ix_password_reset_tokens_user", "user_id"),)
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[datetime]

@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from imangor.models.base import Base, Timestamps, UUIDPrimaryKey
+from imangor.models.user import User
 
 
 class Item(UUIDPrimaryKey, Timestamps, Base):
@@ -18,6 +19,6 @@ class Item(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_items_created", "created_at", "id"),
     )
 
-    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)

@@ -9,6 +9,8 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from imangor.models.base import Base, Timestamps, UUIDPrimaryKey
+from imangor.models.product import Product
+from imangor.models.user import User
 
 ORDER_STATUSES = ("pending", "confirmed", "shipped", "cancelled")
 
@@ -25,8 +27,8 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_orders_product", "product_id"),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"))
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(Product.id, ondelete="RESTRICT"))
     quantity: Mapped[int]
     unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")

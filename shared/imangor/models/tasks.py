@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from imangor.models.base import Base, Timestamps, UUIDPrimaryKey
+from imangor.models.user import User
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "dead")
 
@@ -36,7 +37,7 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
-    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(User.id, ondelete="SET NULL"))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]  # results are kept for an hour, as Celery's were
