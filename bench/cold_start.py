@@ -4,9 +4,12 @@ For each unit (and the baselines `bench/baselines/hello.py`, a bare functions-fr
 function, and `bench/baselines/sqlalchemy_jwt.py`, a bare function that verifies a PyJWT token
 and reads the caller's row through a SQLAlchemy session over pg8000), this runs
 
-    functions-framework --source <file> --target <name> --port <free port> --host 127.0.0.1
+    THREADS=<n> functions-framework --source <file> --target <name> --port <free port> \
+        --host 127.0.0.1
 
-(gunicorn gthread, as on Cloud Run) and polls a real endpoint every 5 ms from exec until its
+(gunicorn gthread, as on Cloud Run; THREADS is the unit's concurrency from
+terraform/generated/inventory.json, as Terraform sets it, and the Deploy default 4 for the
+baselines; `--threads` overrides it) and polls a real endpoint every 5 ms from exec until its
 first normal answer. Rounds are interleaved (every target once per round) so drift on the
 machine hits every target alike; medians are reported. After the last round each unit gets
 `--warm` more requests and the PSS of its process tree (gunicorn master + worker) is read
@@ -19,6 +22,7 @@ PYTHONDONTWRITEBYTECODE=1. On this shared 2-core machine each round waits (bound
 `--quiet-wait`) for other work to calm down, and every sample records how busy it was.
 
     uv run --frozen python bench/cold_start.py [--runs 10] [--units docs,users] [--warm 50]
+        [--threads inventory|default|N]
 
 Writes bench/results/cold_start.md (and the raw samples in cold_start.json).
 """
@@ -79,6 +83,8 @@ OIDC_AUDIENCE = "http://127.0.0.1/bench-oidc-audience"
 TASKS_ACCOUNT = "tasks-invoker@local.test"
 SCHEDULER_ACCOUNT = "scheduler@local.test"
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a bench account's password
+INVENTORY = ROOT / "terraform" / "generated" / "inventory.json"
+DEPLOY_DEFAULT_THREADS = 4  # Deploy.concurrency's default: what a bare function would get
 
 
 @dataclass
@@ -94,6 +100,14 @@ class Probe:
     before_run: Callable[[], None] | None = None
     note: str = ""
     baseline: bool = False
+    threads: int | None = None  # THREADS of the served process (None: functions-framework's)
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` with this target's THREADS (or without any, for functions-framework's own)."""
+        env = {k: v for k, v in base.items() if k != "THREADS"}
+        if self.threads is not None:
+            env["THREADS"] = str(self.threads)
+        return env
 
 
 @dataclass
@@ -112,6 +126,7 @@ class Result:
     probe: Probe
     samples: list[Sample] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    wrong_answer: str | None = None  # the untimed start's answer, when not the expected one
     warm_pss: int | None = None
     warm_rss: int | None = None
     warm_processes: int = 0
@@ -373,6 +388,34 @@ def probes(seed: Seed, units: list[str]) -> list[Probe]:
     return chosen
 
 
+def assign_threads(targets: list[Probe], mode: str) -> None:
+    """THREADS per target. `inventory`: each unit's concurrency as Terraform deploys it (from
+    terraform/generated/inventory.json), the Deploy default for the baselines; `default`:
+    THREADS unset (functions-framework's 4 × CPU); a number: that for every target."""
+    if mode == "default":
+        for p in targets:
+            p.threads = None
+        return
+    if mode != "inventory":
+        for p in targets:
+            p.threads = int(mode)
+        return
+    units = json.loads(INVENTORY.read_text())["units"]
+    for p in targets:
+        p.threads = DEPLOY_DEFAULT_THREADS if p.baseline else int(units[p.name]["concurrency"])
+
+
+def _threads_text(targets: list[Probe]) -> str:
+    values = sorted({p.threads for p in targets}, key=lambda t: -1 if t is None else t)
+    if values == [None]:
+        return "THREADS unset: functions-framework's default 4 × CPU threads"
+    if len(values) == 1:
+        return f"THREADS={values[0]} for every target"
+    return "THREADS per target: " + ", ".join(
+        f"{p.name} {p.threads if p.threads is not None else 'unset'}" for p in targets
+    )
+
+
 # -- measuring ----------------------------------------------------------------------------------
 
 
@@ -390,7 +433,7 @@ def cold_run(
     extra: Result | None = None
     busy = wait_for_quiet(timeout=quiet) if quiet else machine_busy_cores()
     started = time.perf_counter()
-    with running(command, env, log_path) as proc:
+    with running(command, probe.env(env), log_path) as proc:
         first = poll_first_response(proc, port, call, started)
         cpu = tree_cpu_seconds(proc.pid)
         pss = tree_memory(proc.pid).pss
@@ -415,11 +458,33 @@ def cold_run(
     return sample, extra
 
 
-def _untimed_start(probe: Probe, env: dict[str, str], logs: Path, n: int) -> None:
-    """Run once untimed: compiles bytecode, warms the page cache, checks the probe."""
+def _untimed_start(probe: Probe, env: dict[str, str], logs: Path, n: int) -> str | None:
+    """Run once untimed: compiles bytecode, warms the page cache, checks the probe. A wrong
+    answer does not stop the bench: it is returned (with the unit's logged error) for the
+    report, which then marks every timed run of that target as failed."""
     sample, _ = cold_run(probe, env, logs, n)
-    if sample.status != probe.expected:
-        raise SystemExit(f"{probe.name}: probe answered {sample.status}, expected {probe.expected}")
+    if sample.status == probe.expected:
+        return None
+    return f"answered {sample.status}, expected {probe.expected}" + _logged_error(
+        logs / f"{probe.name}.log"
+    )
+
+
+def _logged_error(log: Path) -> str:
+    """`: <last line of the first logged traceback>` from a unit's JSON log, or ""."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        message = record.get("message", "") if isinstance(record, dict) else ""
+        if "Traceback" in message:
+            return ": `" + message.strip().splitlines()[-1].strip().replace("|", "\\|") + "`"
+    return ""
 
 
 # -- import profile -----------------------------------------------------------------------------
@@ -544,7 +609,7 @@ def profile_imports(probe: Probe, env: dict[str, str], logs: Path) -> ImportProf
     log_path = logs / f"{probe.name}.importtime.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.PIPE, text=True
+            command, cwd=ROOT, env=probe.env(env), stdout=log, stderr=subprocess.PIPE, text=True
         )
 
         def pump() -> None:
@@ -609,6 +674,7 @@ def _ms(us: int) -> str:
 
 def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: float) -> str:
     by_name = {r.probe.name: r for r in results}
+    by_probe = [r.probe for r in results]
     hello, sqla = by_name[HELLO].median, by_name[SQLA_JWT].median
     sqla_cpu = by_name[SQLA_JWT].median_cpu
     rows: list[list[str]] = []
@@ -662,20 +728,29 @@ def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: f
         f"PSS after {warm} warm requests (MiB)",
         f"≤ {MEMORY_BUDGET_MIB:.0f} MiB",
     ]
+    from imangor.config import get_settings
+
+    settings = get_settings()
     out = ["# Cold start of each unit (functions-framework / gunicorn, as in production)", ""]
     out += machine_lines()
     out += [
         f"- versions: functions-framework {package_version('functions-framework')}, gunicorn "
         f"{package_version('gunicorn')}, flask {package_version('flask')}, sqlalchemy "
         f"{package_version('sqlalchemy')}, pydantic {package_version('pydantic')}, pg8000 "
-        f"{package_version('pg8000')}, pyjwt {package_version('pyjwt')}",
+        f"{package_version('pg8000')}, pyjwt {package_version('pyjwt')}, redis "
+        f"{package_version('redis')}",
         f"- {runs} timed runs per target after one untimed run each (bytecode compiled, page "
         f"cache warm), interleaved round by round; wall time of the whole bench {elapsed:.0f} s",
-        "- cold start = `Popen` of `functions-framework --source … --target … --port … --host "
-        "127.0.0.1` → the whole first answer of the probe read; the bench connects every 5 ms. "
+        "- cold start = `Popen` of `THREADS=… functions-framework --source … --target … --port "
+        "… --host 127.0.0.1` → the whole first answer of the probe read; the bench connects "
+        "every 5 ms. "
         "`listening` = first accepted connection (the master has imported the unit and bound "
         "the port); `listening → answer` = worker fork + first request (lazy imports, first "
         "database and Redis connections)",
+        f"- served as deployed: gunicorn gthread, 1 worker; {_threads_text(list(by_probe))}; "
+        f"database pool {settings.db_pool_size} + {settings.db_max_overflow} overflow (the "
+        "settings' defaults, which Terraform passes as DB_POOL_SIZE / DB_MAX_OVERFLOW: one "
+        "connection per request thread)",
         "- CPU = user + system seconds of the master and its worker until the first answer "
         "(less sensitive than wall time to other work on the machine)",
         "- PSS = Σ Pss of /proc/<pid>/smaps_rollup over the master and its worker(s)",
@@ -692,6 +767,12 @@ def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: f
     ]
     out += markdown_table(header, rows)
     notes = [f"- **{r.probe.name}**: {r.probe.note}" for r in results if r.probe.note]
+    notes += [
+        f"- **{r.probe.name}**: ⚠ the probe does not work: {r.wrong_answer} (so the times above "
+        "are of an error answer, not of the probe's normal work)"
+        for r in results
+        if r.wrong_answer
+    ]
     if notes:
         out += ["", "Probe notes:", "", *notes]
     out += [
@@ -748,7 +829,7 @@ def import_report(results: list[Result]) -> list[str]:
                 if r.probe.touches_db and not r.probe.baseline
                 else "—",
                 ", ".join(f"{g} {_ms(us)}" for g, us, _ in beyond_sqla)
-                if not r.probe.baseline
+                if r.probe.touches_db and not r.probe.baseline
                 else "—",
             ]
         )
@@ -799,8 +880,13 @@ def measure(
     results = [Result(p) for p in targets]
     counter = itertools.count(1)
     print(f"[{label}] warming up {len(targets)} targets (one untimed start each)…", flush=True)
-    for p in targets:
-        _untimed_start(p, env, work, next(counter))
+    for r in results:
+        r.wrong_answer = _untimed_start(r.probe, env, work, next(counter))
+        if r.wrong_answer is not None:
+            print(
+                f"  {r.probe.name}: {r.wrong_answer}; measured anyway, reported as failing",
+                file=sys.stderr,
+            )
     for round_number in range(1, runs + 1):
         last = round_number == runs
         if quiet:
@@ -883,8 +969,18 @@ def main(argv: list[str] | None = None) -> int:
         default=20.0,
         help="seconds per round to wait for other work on the machine to calm down (0: never)",
     )
+    parser.add_argument(
+        "--threads",
+        default="inventory",
+        help="THREADS of the served process: `inventory` (each unit's concurrency, as Terraform "
+        "sets it; 4 for the baselines), `default` (unset: functions-framework's 4 × CPU) or N",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "cold_start.md")
     args = parser.parse_args(argv)
+    if args.threads not in ("inventory", "default") and not (
+        args.threads.isdigit() and 1 <= int(args.threads) <= 64
+    ):
+        parser.error("--threads must be inventory, default or 1..64")
     if not 1 <= args.runs <= 100 or not 0 <= args.warm <= 1000:
         parser.error("--runs must be 1..100 and --warm 0..1000")
     if not 0 <= args.import_runs <= 10:
@@ -911,6 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
             "OIDC_SERVICE_ACCOUNTS": json.dumps([TASKS_ACCOUNT, SCHEDULER_ACCOUNT]),
         }
         targets = probes(seeded, units)
+        assign_threads(targets, args.threads)
         results = measure(
             targets, bench_env(**oidc), work, args.runs, args.warm, "bytecode", args.quiet_wait
         )
@@ -957,6 +1054,7 @@ def _raw(r: Result) -> dict[str, Any]:
         "touches_db": r.probe.touches_db,
         "samples": [asdict(s) for s in r.samples],
         "failures": r.failures,
+        "wrong_answer": r.wrong_answer,
         "warm_pss": r.warm_pss,
         "warm_rss": r.warm_rss,
         "warm_statuses": r.warm_statuses,

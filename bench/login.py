@@ -1,17 +1,24 @@
 """Login throughput and the auth unit's memory under 16 concurrent sign-ins.
 
 The auth unit runs as in production (`functions-framework --source functions/auth/main.py
---target auth`, gunicorn gthread, default settings: Argon2id m=19 MiB t=2 p=1), once per
-MAX_CONCURRENT_HASHES value (default 2, then 1 and 4). `--clients` threads, each on its own
-keep-alive connection, POST /auth/token (OAuth2 password form) for `--duration` seconds,
-round-robin over `--users` accounts that share one password hash (hashed once). The process
-tree's RSS and PSS are sampled every 50 ms. The baseline is argon2-cffi in this process:
-verifications per second with the same parameters, on one thread and on two.
+--target auth`, gunicorn gthread, default settings: Argon2id m=19 MiB t=2 p=1, database pool
+4 + 0, hashes on their own pool of MAX_CONCURRENT_HASHES threads), once per pair of
+
+- THREADS (`--threads`): 4, as Terraform deploys the unit (THREADS = its concurrency), and
+  `default`, THREADS unset: functions-framework's 4 × CPU request threads;
+- MAX_CONCURRENT_HASHES (`--slots`): 2 (the default), 1 and 4.
+
+`--clients` threads, each on its own keep-alive connection, POST /auth/token (OAuth2 password
+form) for `--duration` seconds, round-robin over `--users` accounts that share one password
+hash (hashed once). The process tree's RSS and PSS are sampled every 50 ms. The baseline is
+argon2-cffi in this process: verifications per second with the same parameters, on one
+thread and on two.
 
 Login rate limits are set out of reach for the bench: LOGIN_LIMIT_PER_ACCOUNT and
 LOGIN_LIMIT_PER_IP = 1000000/60 (the defaults, 10/300 and 50/300, would answer 429 at once).
 
     uv run --frozen python bench/login.py [--duration 20] [--clients 16] [--slots 2,1,4]
+        [--threads 4,default]
 
 Writes bench/results/login.md (and the raw numbers in login.json).
 """
@@ -60,6 +67,8 @@ from bench.common import (
 PASSWORD = "correct horse battery staple"  # noqa: S105 - the bench accounts' password
 TIME_COST, MEMORY_KIB, PARALLELISM = 2, 19456, 1  # the settings' defaults (OWASP)
 LIMITS_OFF = "1000000/60"
+DEPLOYED_THREADS = 4  # Terraform: THREADS = the auth unit's concurrency (Deploy default 4)
+DEFAULT_SLOTS = 2  # MAX_CONCURRENT_HASHES's default
 
 
 # -- the bare baseline --------------------------------------------------------------------------
@@ -157,20 +166,34 @@ def login_call(email: str) -> Call:
 
 @dataclass(frozen=True)
 class Variant:
-    """MAX_CONCURRENT_HASHES and any extra environment of one run: "2" or "2+KEY=VALUE"."""
+    """THREADS (None: unset, functions-framework's default), MAX_CONCURRENT_HASHES and any
+    extra environment of one run; `--slots` items read "2" or "2+KEY=VALUE"."""
 
+    threads: int | None
     slots: int
     env: dict[str, str]
 
     @classmethod
-    def parse(cls, text: str) -> Variant:
+    def parse(cls, threads: int | None, text: str) -> Variant:
         first, *extras = text.strip().split("+")
         env = dict(e.split("=", 1) for e in extras)
-        return cls(int(first), env)
+        return cls(threads, int(first), env)
 
     @property
     def label(self) -> str:
-        return "+".join([str(self.slots), *(f"{k}={v}" for k, v in self.env.items())])
+        threads = "default" if self.threads is None else str(self.threads)
+        extras = (f"{k}={v}" for k, v in self.env.items())
+        return "+".join([f"threads{threads}", f"slots{self.slots}", *extras])
+
+
+def parse_threads(text: str) -> int | None:
+    """ "default" → None (THREADS unset), else a thread count."""
+    return None if text.strip() == "default" else int(text)
+
+
+def default_threads() -> int:
+    """What functions-framework's gunicorn runs with THREADS unset: 4 × CPU."""
+    return (os.cpu_count() or 1) * 4
 
 
 # -- one load run -------------------------------------------------------------------------------
@@ -178,6 +201,7 @@ class Variant:
 
 @dataclass
 class LoadResult:
+    threads: int | None  # None: THREADS unset (functions-framework's 4 × CPU)
     slots: int
     extra_env: dict[str, str] = field(default_factory=dict)
     duration: float = 0.0
@@ -294,8 +318,10 @@ def load_run(
     variant: Variant, emails: list[str], clients: int, duration: float, logs: Path
 ) -> LoadResult:
     env = {**bench_env(MAX_CONCURRENT_HASHES=str(variant.slots)), **variant.env}
+    if variant.threads is not None:  # bench_env drops THREADS: unset unless asked for
+        env["THREADS"] = str(variant.threads)
     port = free_port()
-    result = LoadResult(variant.slots, dict(variant.env))
+    result = LoadResult(variant.threads, variant.slots, dict(variant.env))
     command = functions_framework_command(unit_source("auth"), "auth", port)
     with running(command, env, logs / f"auth-{variant.label}.log") as proc:
         first = poll_first_response(proc, port, login_call(emails[0]), time.perf_counter())
@@ -318,8 +344,14 @@ def load_run(
 # -- report -------------------------------------------------------------------------------------
 
 
+def _threads_label(r: LoadResult) -> str:
+    if r.threads is None:
+        return f"unset → {default_threads()} (functions-framework's 4 × CPU)"
+    return f"{r.threads}" + (" (Terraform)" if r.threads == DEPLOYED_THREADS else "")
+
+
 def _variant_label(r: LoadResult) -> str:
-    label = f"{r.slots}" + (" (default)" if r.slots == 2 and not r.extra_env else "")
+    label = f"{r.slots}" + (" (default)" if r.slots == DEFAULT_SLOTS and not r.extra_env else "")
     return label + "".join(f" + `{k}={v}`" for k, v in r.extra_env.items())
 
 
@@ -335,12 +367,16 @@ def report(
     verify_2 = median([b.verify_2_threads for b in bare])
     hash_1 = median([b.hash_1_thread for b in bare])
     cpu_verify = median([b.cpu_ms_per_verify for b in bare])
+    from imangor.config import get_settings
+
+    settings = get_settings()
     rows = []
     for r in runs:
         lat = r.latencies
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r.statuses.items()))
         rows.append(
             [
+                _threads_label(r),
                 _variant_label(r),
                 f"{r.rate:.1f}",
                 f"{r.rate / verify_1:.2f}",
@@ -368,10 +404,15 @@ def report(
         f"- versions: functions-framework {package_version('functions-framework')}, gunicorn "
         f"{package_version('gunicorn')}, argon2-cffi {package_version('argon2-cffi')}, pwdlib "
         f"{package_version('pwdlib')}",
-        "- unit: `functions-framework --source functions/auth/main.py --target auth --host "
-        "127.0.0.1 --port …` (gunicorn gthread, 1 worker × 4×CPU = 8 threads), default "
-        f"settings: Argon2id m={MEMORY_KIB} KiB t={TIME_COST} p={PARALLELISM}, DB pool 2 + 2 "
-        "overflow; bytecode compiled",
+        "- unit: `THREADS=… functions-framework --source functions/auth/main.py --target auth "
+        "--host 127.0.0.1 --port …` (gunicorn gthread, 1 worker × THREADS request threads: "
+        f"{DEPLOYED_THREADS} as Terraform deploys the unit, THREADS = its concurrency; or "
+        f"unset, functions-framework's 4 × CPU = {default_threads()} here), default settings: "
+        f"Argon2id m={MEMORY_KIB} KiB t={TIME_COST} p={PARALLELISM}, DB pool "
+        f"{settings.db_pool_size} + {settings.db_max_overflow} overflow; bytecode compiled",
+        "- hashing: every Argon2 hash and verification runs on the unit's own pool of "
+        "MAX_CONCURRENT_HASHES threads (not on the request threads); login ends its read "
+        "transaction (the SELECT of the account) before it hashes",
         f"- load: {clients} client threads, each on its own keep-alive connection, POST "
         f"/auth/token (form: username, password, grant_type) for {duration:.0f} s, round-robin "
         f"over {users} accounts sharing one real hash of the same password",
@@ -402,6 +443,7 @@ def report(
     ]
     out += markdown_table(
         [
+            "THREADS (request threads)",
             "MAX_CONCURRENT_HASHES",
             "logins/s",
             "÷ bare (1 thread)",
@@ -423,10 +465,15 @@ def report(
     )
     out += [
         "",
-        "A 503 is a sign-in that waited `HASH_WAIT_SECONDS` (10 s) for a hash slot; a 429 would "
-        "be a login limit. Each Argon2id hash in flight needs m = 19 MiB, so with "
-        "MAX_CONCURRENT_HASHES = k one would expect peak − idle ≈ k × m; the column "
-        "`(peak − idle PSS) ÷ m` says how many m-sized buffers the process really kept.",
+        "A 503 is a sign-in that waited `HASH_WAIT_SECONDS` (10 s) for the hashing pool; a 429 "
+        "would be a login limit. Each Argon2id hash in flight needs m = 19 MiB, kept in the "
+        "malloc arena of the thread that hashed; with hashes on a pool of "
+        "MAX_CONCURRENT_HASHES = k threads one would expect peak − idle ≈ k × m whatever "
+        "THREADS is; the column `(peak − idle PSS) ÷ m` says how many m-sized buffers the "
+        "process really kept. Login ends its read transaction before hashing, so no connection "
+        "sits `idle in transaction` through a hash; what that count still catches (peaks of "
+        "250 ms samples) is the gap between statements of the transaction that issues the "
+        "tokens.",
     ]
     return "\n".join(out) + "\n"
 
@@ -440,8 +487,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=64, help="accounts to log in as")
     parser.add_argument(
         "--slots",
-        default="2,1,4,2+MALLOC_MMAP_THRESHOLD_=131072",
-        help="runs: MAX_CONCURRENT_HASHES values, each optionally +KEY=VALUE of extra env",
+        default="2,1,4",
+        help="MAX_CONCURRENT_HASHES values, each optionally +KEY=VALUE of extra env",
+    )
+    parser.add_argument(
+        "--threads",
+        default=f"{DEPLOYED_THREADS},default",
+        help="THREADS values (`default`: unset, functions-framework's 4 × CPU); every one is "
+        "run with every --slots value",
     )
     parser.add_argument("--baseline-seconds", type=float, default=2.0, help="per bare measure")
     parser.add_argument(
@@ -449,13 +502,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "login.md")
     args = parser.parse_args(argv)
-    variants = [Variant.parse(v) for v in args.slots.split(",") if v.strip()]
+    try:
+        thread_values = [parse_threads(t) for t in args.threads.split(",") if t.strip()]
+        variants = [
+            Variant.parse(threads, v)
+            for threads in thread_values
+            for v in args.slots.split(",")
+            if v.strip()
+        ]
+    except ValueError:
+        parser.error("--threads: numbers or `default`; --slots: N or N+KEY=VALUE")
     if not 1 <= args.duration <= 120 or not 1 <= args.clients <= 64:
         parser.error("--duration must be 1..120 and --clients 1..64")
     if not 1 <= args.users <= 10_000 or not 0.5 <= args.baseline_seconds <= 10:
         parser.error("--users must be 1..10000 and --baseline-seconds 0.5..10")
     if not variants or not all(1 <= v.slots <= 32 for v in variants):
         parser.error("--slots: values 1..32")
+    if not all(v.threads is None or 1 <= v.threads <= 64 for v in variants):
+        parser.error("--threads: values 1..64 or `default`")
 
     configure_this_process()
     prepare_database()
@@ -468,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet.append(wait_for_quiet(timeout=args.quiet_wait))
             bare.append(bare_argon2(args.baseline_seconds))
             print(f"bare argon2-cffi: {bare[-1]}", flush=True)
-            print(f"MAX_CONCURRENT_HASHES={variant.label}: {args.duration:.0f} s…", flush=True)
+            print(f"{variant.label}: {args.duration:.0f} s…", flush=True)
             run = load_run(variant, emails, args.clients, args.duration, Path(tmp))
             print(
                 f"  {run.rate:.1f} logins/s, statuses {run.statuses}, "
