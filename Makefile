@@ -7,16 +7,16 @@ RUN := $(UV) run --frozen
 .PHONY: install dev test fmt inventory openapi migrate seed bench help
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 install:  ## create .venv from the lock (installs uv first if missing)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	@$(UV) sync --frozen --quiet
 
-dev: install  ## run every unit on http://127.0.0.1:$${PORT:-8080} (embedded services if unset)
+dev: install  ## run every unit on http://127.0.0.1:8080 (PORT overrides; embedded services if unset)
 	$(RUN) python -m infra.dev
 
-test: install  ## lint, types, derived-file drift, then the whole suite on real PostgreSQL/Redis
+test: install  ## lint, types, bandit, derived-file drift, then every test on real PostgreSQL/Redis
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
