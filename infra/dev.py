@@ -113,14 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         from imangor.tasks.local import LocalDispatcher, LocalScheduler
 
         migrate()
-        try:
-            server = make_server("127.0.0.1", port, build_app(), threaded=True)
-        except OSError as exc:
-            print(
-                f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); set PORT to a free port",
-                file=sys.stderr,
-            )
-            return 1
+        server = make_server("127.0.0.1", port, build_app(), threaded=True)
         dispatcher = LocalDispatcher(signer).start()
         stack.callback(dispatcher.stop)
         base = f"http://127.0.0.1:{server.port}"
