@@ -11,11 +11,11 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from imangor.auth.principal import Principal
-from imangor.errors import NotFound, ValidationFailed
+from imangor.errors import NotFound
 from imangor.models import Item
 from imangor.schemas.common import PageQuery
 from imangor.schemas.items import ItemIn, ItemOut, ItemPage, ItemPatch
-from imangor.services.pagination import decode_cursor, fingerprint, paginate
+from imangor.services.pagination import decode_cursor, fingerprint, invalid_cursor, paginate
 
 
 def create_item(session: Session, user: Principal, data: ItemIn) -> ItemOut:
@@ -66,12 +66,6 @@ def newest_key(key: list[Any]) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(created), uuid.UUID(ident)
     except (TypeError, ValueError):
         raise invalid_cursor() from None
-
-
-def invalid_cursor() -> ValidationFailed:
-    message = "the cursor is not one this API issued"
-    error = {"loc": ["query", "cursor"], "field": "query.cursor", "message": message}
-    return ValidationFailed([{**error, "type": "cursor_invalid"}], detail=message)
 
 
 def _visible(

@@ -47,14 +47,15 @@ def decode_cursor(cursor: str, query: str) -> list[Any]:
     except ValueError:
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("k"), list):
-        raise _invalid("the cursor is not one this API issued")
+        raise invalid_cursor()
     if data.get("q") != query:
-        raise _invalid("the cursor belongs to another query; start again without it")
+        raise invalid_cursor("the cursor belongs to another query; start again without it")
     key: list[Any] = data["k"]
     return key
 
 
-def _invalid(message: str) -> ValidationFailed:
+def invalid_cursor(message: str = "the cursor is not one this API issued") -> ValidationFailed:
+    """A 422 on `query.cursor`: forged, garbled, or made for another query."""
     error = {
         "loc": ["query", "cursor"],
         "field": "query.cursor",

@@ -49,8 +49,7 @@ from imangor.schemas.products import (
     ProductReport,
     ReportQuery,
 )
-from imangor.services.items import invalid_cursor
-from imangor.services.pagination import decode_cursor, fingerprint, paginate
+from imangor.services.pagination import decode_cursor, fingerprint, invalid_cursor, paginate
 
 ENGLISH: ColumnElement[Any] = literal_column("'english'::regconfig")
 
