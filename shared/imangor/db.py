@@ -60,6 +60,9 @@ def build_engine(settings: Settings) -> Engine:
         "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": settings.db_pool_recycle,
         "pool_pre_ping": True,
+        # Errors (logged, and kept in a failed job's `error`) must never carry bound values:
+        # password hashes, e-mails, token digests.
+        "hide_parameters": True,
     }
     if settings.instance_connection_name:
         engine = create_engine("postgresql+pg8000://", creator=_cloud_sql_creator(settings), **pool)

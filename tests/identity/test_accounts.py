@@ -277,3 +277,29 @@ def test_hashes_run_on_a_bounded_pool_not_on_request_threads(
     assert statuses == [200] * 8
     hashing = [t for t in threading.enumerate() if t.name.startswith("argon2")]
     assert 0 < len(hashing) <= get_settings().max_concurrent_hashes
+
+
+def test_nul_characters_in_public_inputs_are_422(client: Client) -> None:
+    assert client.get("/products/?q=a%00b").status_code == 422
+    assert (
+        client.post(
+            "/auth/token", data={"username": "a\x00@x.com", "password": "x" * 12}
+        ).status_code
+        == 422
+    )
+    assert register(client, "nul@example.com", full_name="a\x00b").status_code == 422
+    assert user_count() == 0
+
+
+def test_a_reset_also_revokes_api_keys(client: Client, make_account: Any) -> None:
+    """A key minted by whoever held the account before the reset dies with the reset."""
+    from imangor.db import session_scope
+    from imangor.services.users import revoke_all_sessions
+
+    me = make_account()
+    secret = client.post(
+        "/api-keys/", json={"name": "x", "scopes": ["users:read"]}, headers=me.headers
+    ).json["secret"]
+    with session_scope() as session:
+        revoke_all_sessions(session, me.id)
+    assert client.get("/users/me", headers={"X-API-Key": secret}).status_code == 401

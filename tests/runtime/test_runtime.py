@@ -313,3 +313,17 @@ def test_rate_limiter_down_fails_open(sample: Client, monkeypatch: pytest.Monkey
         monkeypatch.undo()
         get_settings.cache_clear()
         reset_redis()
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("post", "/things/", {"name": "a\u0000b", "size": 1}),
+        ("get", f"{THING}?tag=a%00b", None),
+    ],
+)
+def test_nul_characters_are_422_not_500(sample: Client, method: str, url: str, body: Any) -> None:
+    response = getattr(sample, method)(url, json=body) if body else sample.get(url)
+    errors_ = problem(response, 422)["errors"]
+    assert errors_[0]["type"] == "nul_character"
+    assert errors_[0]["field"] in ("body.name", "query.tag.0", "query.tag")

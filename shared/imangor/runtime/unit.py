@@ -201,6 +201,9 @@ class Unit:
         problems: list[dict[str, Any]] = []
         for source, model in endpoint.inputs.items():
             raw = _read_input(source, model, endpoint, request, path_args)
+            if (where := _nul_at(raw)) is not None:
+                problems.append(_nul_problem([source, *where]))
+                continue
             try:
                 kwargs[source] = model.model_validate(raw)
             except ValidationError as exc:
@@ -304,6 +307,33 @@ def _read_body(endpoint: Endpoint, request: Request) -> Any:
         raise errors.BadRequest(f"malformed JSON: {exc}") from None
     except RecursionError:
         raise errors.BadRequest("the JSON is nested too deeply") from None
+
+
+def _nul_at(value: Any, path: tuple[str | int, ...] = ()) -> list[str | int] | None:
+    """Where a NUL character hides in parsed input (PostgreSQL text cannot hold one), if
+    anywhere: refused up front as a 422 instead of failing in the database as a 500."""
+    if isinstance(value, str):
+        return list(path) if "\x00" in value else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else (enumerate(value) if isinstance(value, list) else ())
+    )
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return [*path, key]
+        if (found := _nul_at(item, (*path, key))) is not None:
+            return found
+    return None
+
+
+def _nul_problem(loc: list[str | int]) -> dict[str, Any]:
+    return {
+        "loc": loc,
+        "field": ".".join(str(part) for part in loc),
+        "message": "NUL characters are not accepted",
+        "type": "nul_character",
+    }
 
 
 def _reject_constant(name: str) -> Any:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from imangor.auth.passwords import hash_password, verify_password
 from imangor.config import get_settings
 from imangor.errors import Conflict, NotAuthenticated, NotFound, ValidationFailed
-from imangor.models import RefreshToken, User
+from imangor.models import ApiKey, RefreshToken, User
 from imangor.schemas.users import (
     AdminUserCreate,
     AdminUserUpdate,
@@ -192,10 +192,17 @@ def _keep_an_admin(session: Session, leaving: uuid.UUID) -> None:
 
 
 def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> None:
-    """Revoke every refresh family and make every access token issued so far invalid."""
+    """Revoke every refresh family and API key, and make every access token issued so far
+    invalid: after a reset or a takeover by the address's real owner, nothing minted before
+    keeps working."""
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
     session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=func.now()))
