@@ -27,19 +27,24 @@ def read_me(ctx: Context) -> UserOut:
     return UserOut.model_validate(accounts.get_user(ctx.db, ctx.user.user_id))
 
 
+# What could take the account away (its e-mail, its password, the account itself) needs the
+# person, never an API key: these endpoints ask for a scope no key can be granted.
+ACCOUNT = "account:owner"
+
+
 @unit.patch("/users/me", errors=(409,))
 def update_me(body: UserUpdateMe, ctx: Context) -> UserOut:
-    """Change your name or e-mail."""
-    return UserOut.model_validate(accounts.update_me(ctx.db, ctx.user.user_id, body))
+    """Change your name, or your e-mail (with `current_password`; the old address is told)."""
+    return UserOut.model_validate(accounts.update_me(ctx.db, ctx.user, body))
 
 
-@unit.delete("/users/me", errors=(409,))
+@unit.delete("/users/me", errors=(409,), key_scope=ACCOUNT)
 def delete_me(ctx: Context) -> None:
     """Delete your account and everything it owns."""
     accounts.delete_user(ctx.db, ctx.user.user_id)
 
 
-@unit.post("/users/me/password")
+@unit.post("/users/me/password", key_scope=ACCOUNT)
 def change_password(body: PasswordChangeIn, ctx: Context) -> None:
     """Change your password (needs the current one); your other sessions end."""
     accounts.change_password(

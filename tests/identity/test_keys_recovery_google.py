@@ -231,3 +231,49 @@ def test_login_when_redis_is_down(
         get_settings.cache_clear()
         reset_redis()
     assert response.status_code == expected
+
+
+def test_changing_the_email_takes_the_password_and_tells_the_old_address(
+    client: Client, make_account: Any
+) -> None:
+    from imangor.models import Job
+
+    me = make_account()
+    new = {"email": "moved@example.com"}
+    assert client.patch("/users/me", json=new, headers=me.headers).status_code == 422
+    wrong = client.patch(
+        "/users/me", json={**new, "current_password": "not it at all"}, headers=me.headers
+    )
+    assert wrong.status_code == 401
+    moved = client.patch(
+        "/users/me", json={**new, "current_password": me.password}, headers=me.headers
+    )
+    assert moved.status_code == 200
+    assert moved.json["email"] == "moved@example.com"
+    with session_scope() as session:
+        notices = [j.payload for j in session.scalars(select(Job).where(Job.kind == "send_email"))]
+    assert [n["to"] for n in notices] == [me.email]
+
+
+def test_api_keys_cannot_take_the_account_away(client: Client, make_account: Any) -> None:
+    me = make_account()
+    secret = client.post(
+        "/api-keys/",
+        json={"name": "w", "scopes": ["users:read", "users:write"]},
+        headers=me.headers,
+    ).json["secret"]
+    key = {"X-API-Key": secret}
+    assert client.patch("/users/me", json={"full_name": "ok"}, headers=key).status_code == 200
+    email = client.patch(
+        "/users/me",
+        headers=key,
+        json={"email": "thief@example.com", "current_password": me.password},
+    )
+    assert email.status_code == 403
+    assert client.delete("/users/me", headers=key).status_code == 403
+    password = client.post(
+        "/users/me/password",
+        headers=key,
+        json={"current_password": me.password, "new_password": "a thief's passphrase"},
+    )
+    assert password.status_code == 403

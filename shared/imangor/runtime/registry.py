@@ -87,6 +87,7 @@ class Endpoint:
     summary: str
     description: str
     raw: bool = False  # returns a flask/werkzeug Response itself (docs pages, metrics)
+    key_scope: str | None = None  # overrides the derived API-key scope (see `scope`)
 
     @property
     def name(self) -> str:
@@ -94,7 +95,10 @@ class Endpoint:
 
     @property
     def scope(self) -> str:
-        """The API-key scope this endpoint needs: `<first path segment>:read|write`."""
+        """The API-key scope this endpoint needs: `<first path segment>:read|write`, unless the
+        endpoint names one (a scope no key can be granted keeps keys out entirely)."""
+        if self.key_scope is not None:
+            return self.key_scope
         resource = self.path.strip("/").split("/")[0]
         return f"{resource}:{'read' if self.method == 'GET' else 'write'}"
 
@@ -155,6 +159,7 @@ def endpoint_from_function(
     cache_control: str | None,
     errors: tuple[int, ...],
     raw: bool,
+    key_scope: str | None = None,
 ) -> Endpoint:
     """Read an endpoint's inputs and output from its signature: the declaration is the code."""
     hints = typing.get_type_hints(func)
@@ -196,6 +201,7 @@ def endpoint_from_function(
         rate_limit=rate_limit,
         cache_control=cache_control,
         errors=errors,
+        key_scope=key_scope,
         summary=summary.strip(),
         description=description.strip(),
         raw=raw,

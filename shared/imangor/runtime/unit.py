@@ -78,6 +78,7 @@ class Unit:
         rate_limit: Limit = "default",
         cache_control: str | None = None,
         errors: tuple[int, ...] = (),
+        key_scope: str | None = None,
         raw: bool = False,
     ) -> Callable[[F], F]:
         def register(func: F) -> F:
@@ -93,6 +94,7 @@ class Unit:
                     rate_limit=rate_limit,
                     cache_control=cache_control,
                     errors=errors,
+                    key_scope=key_scope,
                     raw=raw,
                 )
             )

@@ -43,6 +43,7 @@ class RegisterIn(Input):
 class UserUpdateMe(Input):
     email: Email | None = None
     full_name: Name | None = None
+    current_password: Password | None = Field(None, description="needed to change the e-mail")
 
 
 class PasswordChangeIn(Input):

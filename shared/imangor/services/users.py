@@ -10,9 +10,11 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from imangor.auth.passwords import hash_password, verify_password
+from imangor.auth.principal import Principal
 from imangor.config import get_settings
-from imangor.errors import Conflict, NotAuthenticated, NotFound, ValidationFailed
+from imangor.errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
 from imangor.models import ApiKey, RefreshToken, User
+from imangor.schemas.tasks import SendEmail
 from imangor.schemas.users import (
     AdminUserCreate,
     AdminUserUpdate,
@@ -21,6 +23,7 @@ from imangor.schemas.users import (
     UserUpdateMe,
 )
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
+from imangor.tasks import enqueue
 
 
 def check_password_policy(password: str, email: str, field: str = "password") -> None:
@@ -86,11 +89,39 @@ def get_user(session: Session, user_id: uuid.UUID) -> User:
     return user
 
 
-def update_me(session: Session, user_id: uuid.UUID, data: UserUpdateMe) -> User:
-    user = get_user(session, user_id)
+def update_me(session: Session, caller: Principal, data: UserUpdateMe) -> User:
+    """A new e-mail takes the account's password (a stolen token or an API key alone must not
+    be able to move the account to another address) and is announced to the old address."""
+    user = get_user(session, caller.user_id)
     if data.email is not None and data.email != user.email:
+        if caller.via == "api_key":
+            raise PermissionDenied("changing the e-mail needs you signed in, not an API key")
+        if data.current_password is None:
+            raise ValidationFailed(
+                [
+                    {
+                        "loc": ["body", "current_password"],
+                        "field": "body.current_password",
+                        "type": "missing",
+                        "message": "required to change the e-mail",
+                    }
+                ],
+                detail="changing the e-mail needs current_password",
+            )
+        ok, _ = verify_password(data.current_password.get_secret_value(), user.hashed_password)
+        if not ok:
+            raise NotAuthenticated("the current password is wrong")
         if _email_taken(session, data.email, user.id):
             raise Conflict("an account with this e-mail already exists")
+        enqueue(
+            session,
+            SendEmail(
+                to=user.email,
+                subject="Your Imangor e-mail address was changed",
+                body=f"Your account's address is now {data.email}. If you did not do this, "
+                "reset your password at once and contact support.",
+            ),
+        )
         user.email = data.email
         user.email_verified = False
     if data.full_name is not None:
