@@ -75,3 +75,17 @@ def test_database_url_gets_the_pg8000_driver() -> None:
     url = sqlalchemy_url("postgresql://user:pw@db:5432/app")
     assert url.drivername == "postgresql+pg8000"
     assert (url.host, url.database, url.password) == ("db", "app", "pw")
+
+
+def test_a_unit_that_sends_mail_refuses_the_log_backend_in_production() -> None:
+    """The log backend would put password-reset links where anyone reading logs sees them."""
+    logging_mail = Settings(_env_file=None, **PRODUCTION)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="EMAIL_BACKEND=smtp"):
+        logging_mail.check_needs(("mail",))
+    smtp = Settings(
+        _env_file=None,
+        **PRODUCTION,
+        email_backend="smtp",  # type: ignore[arg-type]
+        smtp_host="smtp.example.com",
+    )
+    smtp.check_needs(("mail",))

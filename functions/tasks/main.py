@@ -17,7 +17,9 @@ from imangor.tasks import task
 
 unit = Unit(
     "tasks",
-    Deploy(needs=("database", "redis", "storage", "tasks"), internal=True, timeout_seconds=300),
+    Deploy(
+        needs=("database", "redis", "storage", "tasks", "mail"), internal=True, timeout_seconds=300
+    ),
 )
 
 

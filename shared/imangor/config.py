@@ -233,6 +233,9 @@ class Settings(BaseSettings):
                 missing.append("set DATABASE_URL or INSTANCE_CONNECTION_NAME")
         if "redis" in needs and not self.redis_url:
             missing.append("set REDIS_URL")
+        if "mail" in needs and (self.email_backend != "smtp" or not self.smtp_host):
+            # The log backend writes reset links where log readers would see them.
+            missing.append("set EMAIL_BACKEND=smtp and SMTP_HOST (mail is never logged here)")
         if "tasks" in needs and self.tasks_backend != "cloud":
             missing.append("set TASKS_BACKEND=cloud (with TASKS_PROJECT and OIDC_AUDIENCE)")
         if missing:

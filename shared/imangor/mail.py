@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 def send_email(session: Session, to: str, subject: str, body: str) -> None:
     settings = get_settings()
+    if settings.email_backend == "log" and not settings.is_local:
+        raise RuntimeError("EMAIL_BACKEND=log is for local use only: it would log reset links")
     if settings.email_backend == "log":
         from imangor.models import SentEmail
 

@@ -46,15 +46,15 @@ class RateLimit:
 Limit = RateLimit | Literal["default", "off"]
 
 
-Need = Literal["database", "redis", "storage", "tasks"]
+Need = Literal["database", "redis", "storage", "tasks", "mail"]
 
 
 @dataclass(frozen=True)
 class Deploy:
     """How a unit runs on Cloud Run; Terraform reads this through the generated inventory.
 
-    `needs` drives least privilege: a unit gets the Cloud SQL, Redis, bucket or Cloud Tasks
-    roles and secrets only for what it lists.
+    `needs` drives least privilege: a unit gets the Cloud SQL, Redis, bucket, Cloud Tasks or
+    SMTP roles and secrets only for what it lists.
     """
 
     needs: tuple[Need, ...] = ("database", "redis")

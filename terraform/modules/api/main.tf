@@ -21,6 +21,7 @@ locals {
   labels      = { app = "imangor", environment = var.environment }
 
   secret_key_secret_id      = "${local.name_prefix}-secret-key"
+  smtp_password_secret_id   = "${local.name_prefix}-smtp-password"
   first_admin_secret_id     = "${local.name_prefix}-first-admin-password"
   jwt_private_key_secret_id = "${local.name_prefix}-jwt-private-key"
 
@@ -46,6 +47,8 @@ module "registry" {
     redis_url_secret            = module.redis.url_secret_id
     first_admin_password_secret = local.first_admin_secret_id
     first_admin_email           = var.site.first_admin_email
+    mail                        = var.site.mail
+    smtp_password_secret        = local.smtp_password_secret_id
     tasks_invoker_email         = module.tasks.invoker_email
     scheduler_email             = module.scheduler.service_account_email
     cors_origins                = var.site.cors_origins
@@ -166,6 +169,19 @@ resource "google_secret_manager_secret_version" "first_admin_password" {
   secret                 = google_secret_manager_secret.first_admin_password[0].id
   secret_data_wo         = ephemeral.random_password.first_admin_password[0].result
   secret_data_wo_version = 1
+}
+
+# The SMTP relay's password (SMTP_PASSWORD of the units that send mail). Its version is added
+# by hand (infra/README.md), so the password never enters the state.
+resource "google_secret_manager_secret" "smtp_password" {
+  count     = var.site.mail == null ? 0 : 1
+  project   = var.site.project_id
+  secret_id = local.smtp_password_secret_id
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
 }
 
 # RS256/ES256 signing key (JWT_PRIVATE_KEY), only once jwt.algorithm leaves HS256. Its versions

@@ -10,8 +10,10 @@ variable "site" {
     project_id (one Google Cloud project per environment), region (of every regional
     resource), domain (the API's public name; its A record points at the load balancer),
     cors_origins (web origins allowed by the API and the bucket's CORS), alert_emails (who
-    gets the alerts) and first_admin_email (created by the migration job, its password
-    generated into Secret Manager; empty: none).
+    gets the alerts), first_admin_email (created by the migration job, its password
+    generated into Secret Manager; empty: none) and mail (the SMTP relay the tasks unit sends
+    password-reset mail through; its password goes into the <prefix>-smtp-password secret by
+    hand). Without mail the tasks unit refuses to start: production never logs mail.
   EOT
   type = object({
     project_id        = string
@@ -20,6 +22,13 @@ variable "site" {
     cors_origins      = optional(list(string), [])
     alert_emails      = optional(list(string), [])
     first_admin_email = optional(string, "")
+    mail = optional(object({
+      smtp_host = string
+      smtp_port = optional(number, 587)
+      smtp_user = optional(string, "")
+      from      = string
+      reset_url = string
+    }))
   })
 
   validation {
@@ -41,6 +50,20 @@ variable "site" {
   validation {
     condition     = alltrue([for e in var.site.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
     error_message = "site.alert_emails must be e-mail addresses."
+  }
+  validation {
+    # A conditional, not ||: Terraform evaluates both sides of || even when the left is true.
+    condition = var.site.mail == null ? true : (
+      can(regex("^[a-z0-9.-]+$", var.site.mail.smtp_host)) &&
+      var.site.mail.smtp_port > 0 && var.site.mail.smtp_port < 65536 &&
+      length(var.site.mail.smtp_user) < 256 &&
+      can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.site.mail.from))
+    )
+    error_message = "site.mail needs an SMTP host name, a port, a user (may be empty) and a From address."
+  }
+  validation {
+    condition     = var.site.mail == null ? true : can(regex("^https://", var.site.mail.reset_url))
+    error_message = "site.mail.reset_url must be an https URL (the page that takes ?token=...)."
   }
   validation {
     condition     = var.site.first_admin_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.site.first_admin_email))

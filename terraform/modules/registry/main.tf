@@ -107,6 +107,14 @@ locals {
           { DB_USER = trimsuffix(local.emails[name], ".gserviceaccount.com") },
         ) : {},
         contains(unit.needs, "tasks") ? local.tasks_env : {},
+        contains(unit.needs, "mail") && var.platform.mail != null ? {
+          EMAIL_BACKEND      = "smtp"
+          SMTP_HOST          = var.platform.mail.smtp_host
+          SMTP_PORT          = tostring(var.platform.mail.smtp_port)
+          SMTP_USER          = var.platform.mail.smtp_user
+          EMAIL_FROM         = var.platform.mail.from
+          PASSWORD_RESET_URL = var.platform.mail.reset_url
+        } : {},
         contains(unit.needs, "storage") ? {
           STORAGE_BUCKET          = var.platform.bucket
           STORAGE_PROJECT         = var.project_id
@@ -119,6 +127,7 @@ locals {
         contains(unit.needs, "database") ? { SECRET_KEY = var.platform.secret_key_secret } : {},
         contains(unit.needs, "database") && var.platform.jwt.algorithm != "HS256" ? { JWT_PRIVATE_KEY = var.platform.jwt.private_key_secret } : {},
         contains(unit.needs, "redis") ? { REDIS_URL = var.platform.redis_url_secret } : {},
+        contains(unit.needs, "mail") && var.platform.mail != null ? { SMTP_PASSWORD = var.platform.smtp_password_secret } : {},
       )
     }
   }

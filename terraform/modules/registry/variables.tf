@@ -9,9 +9,9 @@ variable "inventory" {
   validation {
     condition = alltrue([
       for unit in values(var.inventory.units) :
-      length(setsubtract(unit.needs, ["database", "redis", "storage", "tasks"])) == 0
+      length(setsubtract(unit.needs, ["database", "redis", "storage", "tasks", "mail"])) == 0
     ])
-    error_message = "A unit's needs must be a subset of database, redis, storage, tasks."
+    error_message = "A unit's needs must be a subset of database, redis, storage, tasks, mail."
   }
   validation {
     condition     = length(var.inventory.schedules) == 0 || contains(keys(var.inventory.units), "cron")
@@ -69,11 +69,19 @@ variable "platform" {
     redis_url_secret            = string
     first_admin_password_secret = string
     first_admin_email           = string
-    tasks_invoker_email         = string
-    scheduler_email             = string
-    cors_origins                = list(string)
-    log_level                   = string
-    app_env                     = map(string)
+    mail = optional(object({
+      smtp_host = string
+      smtp_port = number
+      smtp_user = string
+      from      = string
+      reset_url = string
+    }))
+    smtp_password_secret = string
+    tasks_invoker_email  = string
+    scheduler_email      = string
+    cors_origins         = list(string)
+    log_level            = string
+    app_env              = map(string)
     jwt = object({
       algorithm          = string
       key_id             = string
