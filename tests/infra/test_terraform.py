@@ -133,7 +133,8 @@ def test_every_variable_has_a_description_and_env_inputs_are_validated() -> None
     for field in fields:
         nested = f"var.site.mail.{field}"  # the SMTP relay's fields live in site.mail
         assert f"var.site.{field}" in conditions or nested in conditions, (
-            f"site.{field} has no validation")
+            f"site.{field} has no validation"
+        )
 
 
 def test_every_output_has_a_description() -> None:
@@ -363,8 +364,13 @@ PLATFORM = {
     "redis_url_secret": "imangor-dev-redis-url",
     "first_admin_password_secret": "imangor-dev-first-admin-password",
     "smtp_password_secret": "imangor-dev-smtp-password",
-    "mail": {"smtp_host": "smtp.example.com", "smtp_port": 587, "smtp_user": "relay",
-             "from": "no-reply@example.com", "reset_url": "https://app.example.com/reset"},
+    "mail": {
+        "smtp_host": "smtp.example.com",
+        "smtp_port": 587,
+        "smtp_user": "relay",
+        "from": "no-reply@example.com",
+        "reset_url": "https://app.example.com/reset",
+    },
     "first_admin_email": "admin@example.com",
     "tasks_invoker_email": "imangor-dev-tasks-inv@proj.iam.gserviceaccount.com",
     "scheduler_email": "imangor-dev-scheduler@proj.iam.gserviceaccount.com",
