@@ -67,9 +67,15 @@ def login(session: Session, email: str, password: str) -> TokenOut:
 
 
 def refresh(session: Session, token: str) -> TokenOut:
-    row = session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == _digest(token)).with_for_update()
-    )
+    by_hash = RefreshToken.token_hash == _digest(token)
+    owner = session.scalar(select(RefreshToken.user_id).where(by_hash))
+    if owner is None:
+        raise NotAuthenticated("the refresh token is invalid, expired or revoked")
+    # Lock the account, then the token, in the order a reset or deactivation takes them, so
+    # this rotation and a concurrent revocation serialise (the new token is either revoked by
+    # it or refused after it) without deadlocking.
+    user = session.get(User, owner, with_for_update=True)
+    row = session.scalar(select(RefreshToken).where(by_hash).with_for_update())
     if row is None or row.revoked_at is not None or row.expires_at <= _now():
         raise NotAuthenticated("the refresh token is invalid, expired or revoked")
     if row.rotated_at is not None:
@@ -78,7 +84,6 @@ def refresh(session: Session, token: str) -> TokenOut:
         session.commit()  # the revocation must outlive the error answer below
         log.warning("refresh token reuse detected; family %s revoked", row.family_id)
         raise NotAuthenticated("the refresh token was already used; please sign in again")
-    user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise NotAuthenticated("the account no longer exists or is disabled")
     row.rotated_at = _now()

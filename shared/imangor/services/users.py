@@ -225,7 +225,8 @@ def _keep_an_admin(session: Session, leaving: uuid.UUID) -> None:
 def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> None:
     """Revoke every refresh family and API key, and make every access token issued so far
     invalid: after a reset or a takeover by the address's real owner, nothing minted before
-    keeps working."""
+    keeps working. The account row is locked first, as a refresh locks it."""
+    session.execute(select(User.id).where(User.id == user_id).with_for_update())
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
