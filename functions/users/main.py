@@ -10,6 +10,7 @@ from imangor.schemas.users import (
     ApiKeyOut,
     ApiKeyPath,
     PasswordChangeIn,
+    TokenOut,
     UserFilter,
     UserOut,
     UserPath,
@@ -45,15 +46,18 @@ def delete_me(ctx: Context) -> None:
 
 
 @unit.post("/users/me/password", key_scope=ACCOUNT)
-def change_password(body: PasswordChangeIn, ctx: Context) -> None:
-    """Change your password (needs the current one); your other sessions end."""
-    accounts.change_password(
+def change_password(body: PasswordChangeIn, ctx: Context) -> TokenOut:
+    """Change your password (needs the current one). Every session ends, this one included:
+    continue with the new token pair in the answer."""
+    from imangor.services.sessions import issue_tokens
+
+    user = accounts.change_password(
         ctx.db,
         ctx.user.user_id,
         body.current_password.get_secret_value(),
         body.new_password.get_secret_value(),
-        keep_session=ctx.user.session_id,
     )
+    return issue_tokens(ctx.db, user)
 
 
 @unit.get("/users/", access="admin")

@@ -283,7 +283,9 @@ def test_inactive_users_cannot_refresh(client: Client, make_account: Any) -> Non
     )
 
 
-def test_password_change_ends_other_sessions_only(client: Client, make_account: Any) -> None:
+def test_password_change_ends_every_session_and_hands_back_a_new_one(
+    client: Client, make_account: Any
+) -> None:
     account = make_account()
     mine, other = login(client, account), login(client, account)
     changed = client.post(
@@ -291,12 +293,11 @@ def test_password_change_ends_other_sessions_only(client: Client, make_account: 
         headers={"Authorization": f"Bearer {mine['access_token']}"},
         json={"current_password": account.password, "new_password": "another long passphrase"},
     )
-    assert changed.status_code == 204
-    assert (
-        client.post("/auth/refresh", json={"refresh_token": other["refresh_token"]}).status_code
-        == 401
-    )
-    assert (
-        client.post("/auth/refresh", json={"refresh_token": mine["refresh_token"]}).status_code
-        == 200
-    )
+    assert changed.status_code == 200
+    for pair in (mine, other):  # every earlier token, access and refresh, stops working
+        assert me(client, pair["access_token"]).status_code == 401
+        refreshed = client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert refreshed.status_code == 401
+    assert me(client, changed.json["access_token"]).status_code == 200
+    renewed = client.post("/auth/refresh", json={"refresh_token": changed.json["refresh_token"]})
+    assert renewed.status_code == 200

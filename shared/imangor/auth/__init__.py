@@ -46,7 +46,6 @@ def _principal_from_jwt(token: str, ctx: Context) -> Principal:
     claims = decode_access_token(token)
     try:
         user_id = uuid.UUID(claims["sub"])
-        session_id = uuid.UUID(claims["sid"]) if "sid" in claims else None
     except (ValueError, TypeError):
         raise NotAuthenticated("the access token is invalid") from None
     # The account is read on every call so that deletion, deactivation, a role change or a
@@ -56,7 +55,7 @@ def _principal_from_jwt(token: str, ctx: Context) -> Principal:
         raise NotAuthenticated("the account no longer exists or is disabled")
     if _issued_before(claims["iat"], user.tokens_valid_after):
         raise NotAuthenticated("the session was revoked; please sign in again")
-    return Principal(user_id=user.id, role=user.role, session_id=session_id)
+    return Principal(user_id=user.id, role=user.role)
 
 
 def _issued_before(iat: float, valid_after: datetime | None) -> bool:

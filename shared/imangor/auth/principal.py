@@ -16,7 +16,6 @@ class Principal:
     via: Literal["jwt", "api_key", "service"] = "jwt"
     scopes: frozenset[str] | None = None  # None: everything the role allows
     key_id: uuid.UUID | None = None  # the API key used, if any
-    session_id: uuid.UUID | None = None  # the refresh family the access token belongs to
 
     def at_least(self, role: str) -> bool:
         return ROLE_RANK.get(self.role, -1) >= ROLE_RANK[role]

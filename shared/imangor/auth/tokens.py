@@ -20,9 +20,7 @@ from imangor.errors import NotAuthenticated
 REQUIRED_CLAIMS = ["sub", "iat", "nbf", "exp", "iss", "aud", "jti"]
 
 
-def issue_access_token(
-    user_id: uuid.UUID, role: str, session_id: uuid.UUID | None = None
-) -> tuple[str, int]:
+def issue_access_token(user_id: uuid.UUID, role: str) -> tuple[str, int]:
     """A signed access token for a user and its lifetime in seconds."""
     settings = get_settings()
     now = datetime.now(UTC)
@@ -37,8 +35,6 @@ def issue_access_token(
         "jti": uuid.uuid4().hex,
         "roles": [role],
     }
-    if session_id is not None:
-        claims["sid"] = str(session_id)
     headers = None if settings.jwt_algorithm == "HS256" else {"kid": settings.jwt_key_id}
     token = jwt.encode(claims, _signing_key(settings), settings.jwt_algorithm, headers=headers)
     return token, ttl

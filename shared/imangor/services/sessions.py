@@ -48,7 +48,7 @@ def issue_tokens(session: Session, user: User, family_id: uuid.UUID | None = Non
             expires_at=_now() + timedelta(days=get_settings().refresh_token_days),
         )
     )
-    access, ttl = issue_access_token(user.id, user.role, session_id=family_id)
+    access, ttl = issue_access_token(user.id, user.role)
     return TokenOut(access_token=access, refresh_token=refresh, expires_in=ttl)
 
 

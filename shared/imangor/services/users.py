@@ -130,22 +130,24 @@ def update_me(session: Session, caller: Principal, data: UserUpdateMe) -> User:
     return user
 
 
-def change_password(
-    session: Session, user_id: uuid.UUID, current: str, new: str, keep_session: uuid.UUID | None
-) -> None:
-    """Needs the current password; every other session (refresh family) is revoked."""
+def change_password(session: Session, user_id: uuid.UUID, current: str, new: str) -> User:
+    """Needs the current password. Every session ends at once — refresh tokens revoked, access
+    tokens issued until now refused — and the caller gets a fresh pair from the endpoint.
+    API keys stay: they are the owner's deliberate credentials, revoked one by one."""
     user = get_user(session, user_id)
     ok, _ = verify_password(current, user.hashed_password)
     if not ok:
         raise NotAuthenticated("the current password is wrong")
     check_password_policy(new, user.email, "new_password")
     user.hashed_password = hash_password(new)
-    revoke = update(RefreshToken).where(
-        RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)
+    user.tokens_valid_after = func.now()
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
     )
-    if keep_session is not None:
-        revoke = revoke.where(RefreshToken.family_id != keep_session)
-    session.execute(revoke.values(revoked_at=func.now()))
+    session.flush()
+    return user
 
 
 def list_users(session: Session, query: UserFilter) -> tuple[list[User], str | None]:
