@@ -16,13 +16,10 @@ class JobPath(Input):
 @unit.get("/jobs/{job_id}")
 def read_job(path: JobPath, ctx: Context) -> JobOut:
     """Status, attempts, result and error of a background job."""
-    from imangor.errors import NotFound
     from imangor.models import Job
+    from imangor.services.ownership import visible
 
-    job = ctx.db.get(Job, path.job_id)
-    if job is None or (job.user_id != ctx.user.user_id and not ctx.user.is_staff):
-        raise NotFound("no such job")  # another user's job looks exactly like a missing one
-    return JobOut.model_validate(job)
+    return JobOut.model_validate(visible(ctx.db, Job, Job.user_id, ctx.user, path.job_id))
 
 
 jobs = unit.entry_point()

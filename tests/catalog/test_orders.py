@@ -60,25 +60,7 @@ def test_concurrent_buyers_of_the_last_unit(
 ) -> None:
     """Eight buyers over real HTTP race for one unit: exactly one wins, stock ends at 0."""
     product = make_product(stock=1)
-    buyers = [make_account() for _ in range(8)]
-    barrier = threading.Barrier(len(buyers))
-    statuses: list[int] = []
-
-    def buy(account: Any) -> None:
-        barrier.wait(timeout=10)
-        response = requests.post(
-            f"{live_server}/orders/",
-            json={"product_id": product["id"], "quantity": 1},
-            headers=account.headers,
-            timeout=30,
-        )
-        statuses.append(response.status_code)
-
-    threads = [threading.Thread(target=buy, args=(b,)) for b in buyers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    statuses = _race(live_server, product, [make_account() for _ in range(8)], tries=1)
     assert Counter(statuses) == {201: 1, 409: 7}
     assert stock(product) == 0
     assert sql("SELECT count(*) FROM orders")[0][0] == 1
@@ -88,26 +70,7 @@ def test_concurrent_buyers_never_oversell(
     live_server: str, make_account: Any, make_product: Any
 ) -> None:
     product = make_product(stock=5)
-    buyers = [make_account() for _ in range(6)]
-    barrier = threading.Barrier(len(buyers))
-    statuses: list[int] = []
-
-    def buy(account: Any) -> None:
-        barrier.wait(timeout=10)
-        for _ in range(2):
-            response = requests.post(
-                f"{live_server}/orders/",
-                json={"product_id": product["id"], "quantity": 1},
-                headers=account.headers,
-                timeout=30,
-            )
-            statuses.append(response.status_code)
-
-    threads = [threading.Thread(target=buy, args=(b,)) for b in buyers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    statuses = _race(live_server, product, [make_account() for _ in range(6)], tries=2)
     assert Counter(statuses) == {201: 5, 409: 7}
     assert stock(product) == 0
     assert sql("SELECT coalesce(sum(quantity), 0) FROM orders")[0][0] == 5
@@ -421,3 +384,27 @@ def test_bad_idempotency_key_and_ids(client: Client, customer: Any, make_product
         422,
     )
     assert counts() == before
+
+
+def _race(live_server: str, product: dict[str, Any], buyers: list[Any], tries: int) -> list[int]:
+    """Every buyer, released at once, orders one unit `tries` times over real HTTP."""
+    barrier = threading.Barrier(len(buyers))
+    statuses: list[int] = []
+
+    def buy(account: Any) -> None:
+        barrier.wait(timeout=10)
+        for _ in range(tries):
+            response = requests.post(
+                f"{live_server}/orders/",
+                json={"product_id": product["id"], "quantity": 1},
+                headers=account.headers,
+                timeout=30,
+            )
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=buy, args=(b,)) for b in buyers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return statuses

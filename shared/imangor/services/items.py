@@ -11,10 +11,10 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from imangor.auth.principal import Principal
-from imangor.errors import NotFound
 from imangor.models import Item
 from imangor.schemas.common import PageQuery
 from imangor.schemas.items import ItemIn, ItemOut, ItemPage, ItemPatch
+from imangor.services.ownership import visible
 from imangor.services.pagination import decode_cursor, fingerprint, invalid_cursor, paginate
 
 
@@ -26,11 +26,11 @@ def create_item(session: Session, user: Principal, data: ItemIn) -> ItemOut:
 
 
 def get_item(session: Session, user: Principal, item_id: uuid.UUID) -> ItemOut:
-    return ItemOut.model_validate(_visible(session, user, item_id))
+    return ItemOut.model_validate(visible(session, Item, Item.owner_id, user, item_id))
 
 
 def update_item(session: Session, user: Principal, item_id: uuid.UUID, patch: ItemPatch) -> ItemOut:
-    item = _visible(session, user, item_id, for_update=True)
+    item = visible(session, Item, Item.owner_id, user, item_id, for_update=True)
     for field, value in patch.model_dump(exclude_unset=True).items():
         setattr(item, field, value)
     session.flush()
@@ -39,7 +39,7 @@ def update_item(session: Session, user: Principal, item_id: uuid.UUID, patch: It
 
 
 def delete_item(session: Session, user: Principal, item_id: uuid.UUID) -> None:
-    session.delete(_visible(session, user, item_id, for_update=True))
+    session.delete(visible(session, Item, Item.owner_id, user, item_id, for_update=True))
     session.flush()
 
 
@@ -66,17 +66,3 @@ def newest_key(key: list[Any]) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(created), uuid.UUID(ident)
     except (TypeError, ValueError):
         raise invalid_cursor() from None
-
-
-def _visible(
-    session: Session, user: Principal, item_id: uuid.UUID, *, for_update: bool = False
-) -> Item:
-    stmt = select(Item).where(Item.id == item_id)
-    if not user.is_staff:
-        stmt = stmt.where(Item.owner_id == user.user_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    item = session.scalars(stmt).one_or_none()
-    if item is None:
-        raise NotFound(f"no item {item_id}")
-    return item

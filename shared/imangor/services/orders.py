@@ -24,6 +24,7 @@ from imangor.schemas.orders import OrderIn, OrderOut, OrderPage
 from imangor.schemas.tasks import ProcessOrder
 from imangor.services import idempotency
 from imangor.services.items import newest_key
+from imangor.services.ownership import visible
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
 from imangor.tasks import enqueue
 
@@ -144,7 +145,7 @@ def to_out(order: Order) -> OrderOut:
 
 
 def get_order(session: Session, user: Principal, order_id: uuid.UUID) -> OrderOut:
-    return to_out(_visible(session, user, order_id))
+    return to_out(visible(session, Order, Order.user_id, user, order_id))
 
 
 def list_orders(session: Session, user: Principal, query: PageQuery) -> OrderPage:
@@ -167,7 +168,7 @@ def list_orders(session: Session, user: Principal, query: PageQuery) -> OrderPag
 
 def cancel_order(session: Session, user: Principal, order_id: uuid.UUID) -> OrderOut:
     """Cancel a pending or confirmed order and put its quantity back in stock."""
-    order = _visible(session, user, order_id, for_update=True)
+    order = visible(session, Order, Order.user_id, user, order_id, for_update=True)
     transition(order, CANCELLED)
     session.execute(
         update(Product)
@@ -201,18 +202,4 @@ def _advance(session: Session, order_id: uuid.UUID, target: str, done: set[str])
         transition(order, target)
         session.flush()
         session.refresh(order)
-    return order
-
-
-def _visible(
-    session: Session, user: Principal, order_id: uuid.UUID, *, for_update: bool = False
-) -> Order:
-    stmt = select(Order).where(Order.id == order_id)
-    if not user.is_staff:
-        stmt = stmt.where(Order.user_id == user.user_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    order = session.scalars(stmt).one_or_none()
-    if order is None:
-        raise NotFound(f"no order {order_id}")
     return order

@@ -1,0 +1,36 @@
+"""Who may see an owned row: its owner, and staff. Anyone else is told it does not exist
+("not found", never "forbidden"), so ids reveal nothing about other users' data."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from imangor.auth.principal import Principal
+from imangor.errors import NotFound
+
+M = TypeVar("M")
+
+
+def visible(
+    session: Session,
+    model: type[M],
+    owner: InstrumentedAttribute[Any],
+    user: Principal,
+    object_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+) -> M:
+    """The row `object_id` of `model` if `user` owns it (through `owner`) or is staff."""
+    stmt = select(model).where(model.id == object_id)  # type: ignore[attr-defined]
+    if not user.is_staff:
+        stmt = stmt.where(owner == user.user_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    found = session.scalars(stmt).one_or_none()
+    if found is None:
+        raise NotFound(f"no {model.__name__.lower()} {object_id}")
+    return found
