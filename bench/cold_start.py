@@ -76,6 +76,10 @@ from bench.common import (
 )
 
 HELLO, SQLA_JWT = "hello", "sqlalchemy_jwt"
+# The floors: each bare baseline plus only what the issue mandates for every unit (settings
+# through pydantic-settings, validated at import, and a pydantic answer). No unit built on
+# those libraries can start faster than its floor; what a unit costs beyond it is ours.
+HELLO_FLOOR, SQLA_FLOOR = "hello_pydantic", "sqlalchemy_jwt_pydantic"
 NO_DB_BUDGET = 1.3  # × hello, for a unit whose probe touches no database
 DB_BUDGET = 1.1  # × the SQLAlchemy+JWT baseline, for a database unit
 MEMORY_BUDGET_MIB = 128.0
@@ -379,6 +383,24 @@ def probes(seed: Seed, units: list[str]) -> list[Probe]:
             get("/", True),
             baseline=True,
         ),
+        Probe(
+            HELLO_FLOOR,
+            BASELINES / "hello_pydantic.py",
+            "GET / (pydantic-settings + a pydantic answer)",
+            200,
+            False,
+            lambda _n: Call("GET", "/", {}),
+            baseline=True,
+        ),
+        Probe(
+            SQLA_FLOOR,
+            BASELINES / "sqlalchemy_jwt_pydantic.py",
+            "GET / (SQLA+JWT + pydantic-settings + a pydantic answer)",
+            200,
+            True,
+            get("/", True),
+            baseline=True,
+        ),
     ]
     for unit in units:
         if unit in known:
@@ -677,19 +699,23 @@ def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: f
     by_probe = [r.probe for r in results]
     hello, sqla = by_name[HELLO].median, by_name[SQLA_JWT].median
     sqla_cpu = by_name[SQLA_JWT].median_cpu
+    hello_floor, sqla_floor = by_name[HELLO_FLOOR].median, by_name[SQLA_FLOOR].median
     rows: list[list[str]] = []
     for r in results:
         p = r.probe
         answered = [s.answered for s in r.samples]
         wrong = [s.status for s in r.samples if s.status != p.expected]
+        floor = sqla_floor if p.touches_db else hello_floor
         if p.baseline:
-            budget, verdict = "—", "baseline"
+            budget, verdict, floor_verdict = "—", "baseline", "—"
         elif p.touches_db:
             budget = f"≤ {DB_BUDGET}× SQLA+JWT"
             verdict = _verdict(r.median, DB_BUDGET * sqla)
+            floor_verdict = _verdict(r.median, DB_BUDGET * floor)
         else:
             budget = f"≤ {NO_DB_BUDGET}× hello"
             verdict = _verdict(r.median, NO_DB_BUDGET * hello)
+            floor_verdict = _verdict(r.median, NO_DB_BUDGET * floor)
         if wrong or r.failures:
             verdict = f"FAIL (answers {sorted(set(wrong))}, {len(r.failures)} errors)"
         pss = r.warm_pss / MIB if r.warm_pss is not None else float("nan")
@@ -707,6 +733,8 @@ def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: f
                 f"{r.median / sqla:.2f}",
                 f"{r.median_cpu / sqla_cpu:.2f}",
                 f"{budget}: {verdict}",
+                f"{r.median / floor:.2f}",
+                floor_verdict,
                 f"{median([s.pss_first for s in r.samples]) / MIB:.1f}",
                 f"{pss:.1f} ({r.warm_processes} procs)" + _warm_note(r),
                 "—" if p.baseline else f"{memory}",
@@ -724,6 +752,8 @@ def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: f
         "× SQLA+JWT",
         "× SQLA+JWT (CPU)",
         "time budget",
+        "× its floor",
+        "same budget over its floor",
         "PSS after 1st answer (MiB)",
         f"PSS after {warm} warm requests (MiB)",
         f"≤ {MEMORY_BUDGET_MIB:.0f} MiB",
@@ -781,6 +811,15 @@ def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: f
         f"({NO_DB_BUDGET * hello:.3f} s); a database unit ≤ {DB_BUDGET}× the SQLAlchemy+JWT "
         f"baseline ({DB_BUDGET * sqla:.3f} s); every unit ≤ {MEMORY_BUDGET_MIB:.0f} MiB PSS "
         "after warm-up.",
+        "",
+        "Floors: *hello_pydantic* and *sqlalchemy_jwt_pydantic* are the two bare baselines plus "
+        "only what the issue mandates for every unit: settings read by pydantic-settings at "
+        "import and a pydantic answer (bench/baselines/). No unit built on those libraries can "
+        f"start faster than its floor. Here the floors themselves are "
+        f"{hello_floor / hello:.2f}× hello and {sqla_floor / sqla:.2f}× SQLA+JWT, against "
+        f"budgets of {NO_DB_BUDGET}× and {DB_BUDGET}×: *× its floor* is what our runtime, "
+        "models and features (metrics, rate limits, cache) add on top of the libraries' own "
+        "cost, and *same budget over its floor* applies the issue's budget to that.",
     ]
     out += import_report(results)
     return "\n".join(out) + "\n"

@@ -1,6 +1,7 @@
 """Cold start: importing a unit loads only what that unit needs. Heavy clients are imported
 on first use (measured here: google.cloud.tasks_v2 ≈1.0 s, the Cloud SQL connector ≈1.4 s,
-google.cloud.storage ≈0.6 s, redis ≈0.4 s)."""
+google.cloud.storage ≈0.6 s, redis ≈0.4 s); prometheus_client is fed once the answer is
+sent."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ HEAVY = (
     "google.auth.jwt",
     "alembic",
     "psutil",
+    "prometheus_client",
 )
 DATABASE_FREE = ("sqlalchemy", "pg8000")
 
@@ -56,3 +58,31 @@ def test_importing_a_unit_loads_no_heavy_client(unit: str) -> None:
 def test_the_docs_unit_does_not_even_load_the_database_layer() -> None:
     loaded = modules_after_import("docs")
     assert not [m for m in DATABASE_FREE if m in loaded]
+
+
+def test_the_first_answer_does_not_wait_for_prometheus() -> None:
+    script = (
+        "import importlib.util, sys\n"
+        "from flask import Flask, request\n"
+        "spec = importlib.util.spec_from_file_location('main', 'functions/health/main.py')\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['main'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        "with Flask('probe').test_request_context('/health'):\n"
+        "    response = module.health(request._get_current_object())\n"
+        "print(response.status_code, 'prometheus_client' in sys.modules)\n"
+        "response.close()  # what the WSGI server does once the answer is sent\n"
+        "from prometheus_client import REGISTRY\n"
+        "labels = {'method': 'GET', 'endpoint': '/health', 'status': '200'}\n"
+        "print(REGISTRY.get_sample_value('http_request_duration_seconds_count', labels))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    printed = [line for line in out.stdout.splitlines() if not line.startswith("{")]  # not logs
+    assert printed == ["200 False", "1.0"]

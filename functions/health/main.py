@@ -3,7 +3,7 @@
 from flask import Response
 
 from imangor.errors import ServiceUnavailable
-from imangor.observability import render_metrics
+from imangor import metrics as prometheus
 from imangor.runtime import Deploy, Unit
 from imangor.schemas.common import Output
 
@@ -41,7 +41,7 @@ def readiness() -> Readiness:
 @unit.get("/metrics", access="public", rate_limit="off", raw=True)
 def metrics() -> Response:
     """Prometheus text exposition of this instance's metrics."""
-    body, content_type = render_metrics()
+    body, content_type = prometheus.render()
     return Response(body, content_type=content_type)
 
 

@@ -1,4 +1,4 @@
-"""Structured logs in Cloud Logging's JSON format and Prometheus metrics.
+"""Structured logs in Cloud Logging's JSON format (metrics are in `imangor.metrics`).
 
 Every log line carries the request id and the trace of the request being served (from
 `X-Cloud-Trace-Context` or W3C `traceparent`), so one request's lines group in Logs Explorer.
@@ -14,8 +14,6 @@ import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
-
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 trace_var: ContextVar[tuple[str, str | None] | None] = ContextVar("trace", default=None)
@@ -80,38 +78,3 @@ def configure_logging(level: str = "INFO", project: str | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     _configured = True
-
-
-# Metric names are the ones ops' dashboards and alerts already use.
-REQUEST_DURATION = Histogram(
-    "http_request_duration_seconds",
-    "Time from request received to response ready",
-    ["method", "endpoint", "status"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-ERRORS = Counter("app_errors_total", "Requests that ended in an error", ["error_type", "endpoint"])
-
-
-def _memory_bytes() -> float:
-    import psutil
-
-    return float(psutil.Process().memory_info().rss)
-
-
-def _cpu_percent() -> float:
-    import psutil
-
-    return float(psutil.Process().cpu_percent(interval=None))
-
-
-Gauge("app_memory_usage_bytes", "Resident memory of this instance").set_function(_memory_bytes)
-Gauge("app_cpu_usage_percent", "CPU use of this instance since the last scrape").set_function(
-    _cpu_percent
-)
-
-
-def render_metrics(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
-    """The Prometheus text exposition of this process's metrics and its content type."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    return generate_latest(registry), CONTENT_TYPE_LATEST

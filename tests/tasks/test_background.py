@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 import requests
 from sqlalchemy import func, select
+from prometheus_client import REGISTRY
 from werkzeug.test import Client
 
+from imangor import metrics
 from imangor.db import session_scope
 from imangor.models import Job, LocalTask, OutboxEntry, SentEmail
 from imangor.schemas.tasks import SendEmail
@@ -100,16 +102,18 @@ def test_handler_failing_twice_is_retried_with_backoff_then_succeeds(dispatcher:
 
 
 def test_exhausted_task_is_dead_with_its_error(dispatcher: Any) -> None:
-    from imangor.tasks.runner import TASKS_DEAD
+    def dead_count() -> float:
+        metrics.flush()
+        return REGISTRY.get_sample_value("tasks_dead_total", {"task": "flaky"}) or 0.0
 
-    before = TASKS_DEAD.labels("flaky")._value.get()
+    before = dead_count()
     job_id = enqueue_committed(Flaky(fail_times=99, key=uuid.uuid4().hex))
     wait_for(lambda: job(job_id).status == "dead")
     dead = job(job_id)
     assert dead.attempts == 3
     assert dead.error is not None
     assert "boom 3" in dead.error
-    assert TASKS_DEAD.labels("flaky")._value.get() == before + 1
+    assert dead_count() == before + 1
     with session_scope() as session:
         local = session.get(LocalTask, f"flaky-{job_id}")
         assert local is not None

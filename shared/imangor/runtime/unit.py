@@ -25,9 +25,8 @@ from werkzeug.routing import Map, Rule
 
 from imangor import errors
 from imangor.config import get_settings
+from imangor import metrics
 from imangor.observability import (
-    ERRORS,
-    REQUEST_DURATION,
     configure_logging,
     parse_trace,
     request_id_var,
@@ -148,9 +147,9 @@ class Unit:
             response, route = self._respond(request, ctx)
             _finish_headers(request, response, ctx)
             elapsed = time.perf_counter() - started
-            status = str(response.status_code)
-            REQUEST_DURATION.labels(request.method, route, status).observe(elapsed)
+            metrics.observe_request(request.method, route, response.status_code, elapsed)
             _access_log(request, response, elapsed)
+            response.call_on_close(metrics.flush)  # once the answer is sent
             return response
         finally:
             request_id_var.reset(id_token)
@@ -172,7 +171,7 @@ class Unit:
                 ctx.finish(commit=False)
                 raise
         except errors.AppError as exc:
-            ERRORS.labels(type(exc).__name__, route).inc()
+            metrics.count_error(type(exc).__name__, route)
             return problem_response(exc, ctx.request_id, instance=request.path), route
         except Exception as exc:
             return self._unexpected(exc, ctx.request_id, request.path, route), route
@@ -240,11 +239,11 @@ class Unit:
 
     def _unexpected(self, exc: Exception, request_id: str, path: str, route: str) -> Response:
         if _is_integrity_error(exc):
-            ERRORS.labels("IntegrityError", route).inc()
+            metrics.count_error("IntegrityError", route)
             conflict = errors.Conflict("the change conflicts with existing data")
             return problem_response(conflict, request_id, instance=path)
         log.exception("unhandled error serving %s", path)
-        ERRORS.labels(type(exc).__name__, route).inc()
+        metrics.count_error(type(exc).__name__, route)
         return problem_response(errors.InternalError(), request_id, instance=path)
 
 

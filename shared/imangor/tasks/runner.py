@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from imangor import metrics
 from imangor.errors import NotFound, ServiceUnavailable
 from imangor.models import Job
 from imangor.tasks.queues import QUEUES
@@ -26,8 +26,6 @@ from imangor.tasks.registry import HANDLERS
 
 log = logging.getLogger(__name__)
 RESULT_TTL = timedelta(hours=1)
-TASKS_DEAD = Counter("tasks_dead_total", "Tasks that failed their last attempt", ["task"])
-TASKS_RUN = Counter("tasks_runs_total", "Task deliveries by outcome", ["task", "outcome"])
 
 
 class TaskFailed(ServiceUnavailable):
@@ -50,7 +48,7 @@ def run(session: Session, name: str, job_id: uuid.UUID, payload: Any, attempt: i
     if handler is None or job is None or job.kind != name:
         raise NotFound(f"no {name} job {job_id}")
     if job.status in ("succeeded", "dead"):
-        TASKS_RUN.labels(name, "duplicate").inc()
+        metrics.count_task_run(name, "duplicate")
         return job  # a duplicate delivery: the work is done (or given up on)
     now = datetime.now(UTC)
     job.status, job.attempts, job.started_at = "running", job.attempts + 1, job.started_at or now
@@ -59,7 +57,7 @@ def run(session: Session, name: str, job_id: uuid.UUID, payload: Any, attempt: i
     except ValidationError as exc:
         # Retrying cannot fix a malformed payload: give up now, and say why.
         _finish(job, "dead", error=f"invalid payload: {exc}")
-        TASKS_DEAD.labels(name).inc()
+        metrics.count_dead_task(name)
         return job
     with session.begin_nested():  # the handler's changes, undone alone if it fails
         try:
@@ -72,7 +70,7 @@ def run(session: Session, name: str, job_id: uuid.UUID, payload: Any, attempt: i
             failure = exc
         else:
             _finish(job, "succeeded", result=result or {})
-            TASKS_RUN.labels(name, "succeeded").inc()
+            metrics.count_task_run(name, "succeeded")
             return job
     return _failed(session, job, attempt, error, failure)
 
@@ -81,11 +79,11 @@ def _failed(session: Session, job: Job, attempt: int, error: str, exc: Exception
     last = attempt >= QUEUES[job.queue].max_attempts
     if last:
         _finish(job, "dead", error=error)
-        TASKS_DEAD.labels(job.kind).inc()
+        metrics.count_dead_task(job.kind)
         log.error("task %s %s is dead after %d attempts: %s", job.kind, job.id, attempt, error)
         return job
     job.status, job.error = "failed", error
-    TASKS_RUN.labels(job.kind, "failed").inc()
+    metrics.count_task_run(job.kind, "failed")
     session.commit()  # keep the attempt's record; the error answer must not roll it back
     log.warning("task %s %s failed attempt %d: %s", job.kind, job.id, attempt, error, exc_info=exc)
     raise TaskFailed(f"attempt {attempt} failed; Cloud Tasks will retry")
