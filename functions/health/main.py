@@ -2,8 +2,8 @@
 
 from flask import Response
 
-from imangor.errors import ServiceUnavailable
 from imangor import metrics as prometheus
+from imangor.errors import ServiceUnavailable
 from imangor.runtime import Deploy, Unit
 from imangor.schemas.common import Output
 

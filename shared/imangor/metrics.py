@@ -70,9 +70,7 @@ def render() -> tuple[bytes, str]:
 def _families() -> dict[str, Any]:
     from prometheus_client import Counter, Gauge, Histogram
 
-    Gauge("app_memory_usage_bytes", "Resident memory of this instance").set_function(
-        _memory_bytes
-    )
+    Gauge("app_memory_usage_bytes", "Resident memory of this instance").set_function(_memory_bytes)
     Gauge("app_cpu_usage_percent", "CPU use of this instance since the last scrape").set_function(
         _cpu_percent
     )

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
 from prometheus_client import REGISTRY
+from sqlalchemy import func, select
 from werkzeug.test import Client
 
 from imangor import metrics

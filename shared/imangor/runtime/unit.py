@@ -23,9 +23,8 @@ from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
-from imangor import errors
+from imangor import errors, metrics
 from imangor.config import get_settings
-from imangor import metrics
 from imangor.observability import (
     configure_logging,
     parse_trace,
