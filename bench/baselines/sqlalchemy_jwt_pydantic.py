@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     database_url: str
 
 
-SETTINGS = Settings()  # type: ignore[call-arg]  # both come from the environment
+SETTINGS = Settings()  # both come from the environment
 ENGINE = create_engine(
     make_url(SETTINGS.database_url).set(drivername="postgresql+pg8000"),
     pool_size=2,

@@ -15,22 +15,22 @@ from sqlalchemy import MetaData
 from imangor.models.base import Base
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and readers
+    from imangor.models.api_key import ApiKey as ApiKey
+    from imangor.models.cron_run import CronRun as CronRun
     from imangor.models.file import FILE_STATUSES as FILE_STATUSES
     from imangor.models.file import StoredFile as StoredFile
     from imangor.models.idempotency import IdempotencyKey as IdempotencyKey
-    from imangor.models.identity import ApiKey as ApiKey
-    from imangor.models.identity import PasswordResetToken as PasswordResetToken
-    from imangor.models.identity import RefreshToken as RefreshToken
-    from imangor.models.identity import SentEmail as SentEmail
     from imangor.models.item import Item as Item
+    from imangor.models.job import JOB_STATUSES as JOB_STATUSES
+    from imangor.models.job import Job as Job
+    from imangor.models.local_task import LocalTask as LocalTask
     from imangor.models.order import ORDER_STATUSES as ORDER_STATUSES
     from imangor.models.order import Order as Order
+    from imangor.models.outbox import OutboxEntry as OutboxEntry
+    from imangor.models.password_reset import PasswordResetToken as PasswordResetToken
     from imangor.models.product import Product as Product
-    from imangor.models.tasks import JOB_STATUSES as JOB_STATUSES
-    from imangor.models.tasks import CronRun as CronRun
-    from imangor.models.tasks import Job as Job
-    from imangor.models.tasks import LocalTask as LocalTask
-    from imangor.models.tasks import OutboxEntry as OutboxEntry
+    from imangor.models.refresh_token import RefreshToken as RefreshToken
+    from imangor.models.sent_email import SentEmail as SentEmail
     from imangor.models.user import ROLES as ROLES
     from imangor.models.user import User as User
 
@@ -38,19 +38,19 @@ _MODULE_OF = {
     "FILE_STATUSES": "file",
     "StoredFile": "file",
     "IdempotencyKey": "idempotency",
-    "ApiKey": "identity",
-    "PasswordResetToken": "identity",
-    "RefreshToken": "identity",
-    "SentEmail": "identity",
+    "ApiKey": "api_key",
+    "PasswordResetToken": "password_reset",
+    "RefreshToken": "refresh_token",
+    "SentEmail": "sent_email",
     "Item": "item",
     "ORDER_STATUSES": "order",
     "Order": "order",
     "Product": "product",
-    "JOB_STATUSES": "tasks",
-    "CronRun": "tasks",
-    "Job": "tasks",
-    "LocalTask": "tasks",
-    "OutboxEntry": "tasks",
+    "JOB_STATUSES": "job",
+    "CronRun": "cron_run",
+    "Job": "job",
+    "LocalTask": "local_task",
+    "OutboxEntry": "outbox",
     "ROLES": "user",
     "User": "user",
 }

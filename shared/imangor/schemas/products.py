@@ -59,7 +59,7 @@ class ProductAttributes(BaseModel):
     bounded: at most 20 of them, names like `color` or `size_cm`, values nested at most 3
     levels, strings up to 500 characters, and the whole object at most 8 KB as JSON."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     category: Slug = Field(description="lower-case slug, e.g. home-garden")
     description: str = Field("", max_length=2000)

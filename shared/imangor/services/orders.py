@@ -15,7 +15,7 @@ import uuid
 from sqlalchemy import Integer, String, Uuid, func, insert, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from imangor import cache
+from imangor import cache, tasks
 from imangor.auth.principal import Principal
 from imangor.errors import Conflict, NotFound, ValidationFailed
 from imangor.models import Order, Product
@@ -26,7 +26,6 @@ from imangor.services import idempotency
 from imangor.services.items import newest_key
 from imangor.services.ownership import visible
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
-from imangor.tasks import enqueue
 
 PENDING, CONFIRMED, SHIPPED, CANCELLED = "pending", "confirmed", "shipped", "cancelled"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -113,7 +112,7 @@ def _place(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
     cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
     # Confirmation runs in the background; the job commits (or not) with the order itself.
-    enqueue(session, ProcessOrder(order_id=placed.id), user_id=user.user_id)
+    tasks.enqueue(session, ProcessOrder(order_id=placed.id), user_id=user.user_id)
     return OrderOut(
         id=placed.id,
         user_id=user.user_id,

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from imangor import tasks
 from imangor.auth.passwords import hash_password, verify_password
 from imangor.auth.principal import Principal
 from imangor.config import get_settings
@@ -23,7 +24,6 @@ from imangor.schemas.users import (
     UserUpdateMe,
 )
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
-from imangor.tasks import enqueue
 
 
 def check_password_policy(password: str, email: str, field: str = "password") -> None:
@@ -113,7 +113,7 @@ def update_me(session: Session, caller: Principal, data: UserUpdateMe) -> User:
             raise NotAuthenticated("the current password is wrong")
         if _email_taken(session, data.email, user.id):
             raise Conflict("an account with this e-mail already exists")
-        enqueue(
+        tasks.enqueue(
             session,
             SendEmail(
                 to=user.email,

@@ -24,7 +24,7 @@ MAX_PAYLOAD_BYTES = 100_000  # Cloud Tasks refuses bigger task bodies
 class TaskPayload(BaseModel):
     """Base of every task's input: `class SendEmail(TaskPayload, task="send_email", queue=...)`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use
     task_name: ClassVar[str]
     queue: ClassVar[str]
 
