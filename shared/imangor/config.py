@@ -6,6 +6,7 @@ instead of running with a guessable key.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
@@ -16,6 +17,7 @@ KEY_ADVICE = (
     "SECRET_KEY is missing or a placeholder: set a random value of at least 32 characters "
     "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
 )
+SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")  # libpq's, less allow
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "local-dev-secret"})
 LOCAL_SECRET = "local-dev-secret"  # noqa: S105 - refused in production  # nosec B105
 
@@ -50,7 +52,9 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535, description="port of the local server")
 
     database_url: str | None = Field(
-        None, description="postgresql://user:password@host:port/db; none = embedded in make dev"
+        None,
+        description="postgresql://user:password@host:port/db[?sslmode=…]: libpq's modes; "
+        "unset: prefer, disable on loopback; none = embedded in make dev",
     )
     instance_connection_name: str | None = Field(
         None, description="project:region:instance; when set, the Cloud SQL connector is used"
@@ -187,8 +191,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _plain_postgres_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql://", "postgresql+pg8000://")):
+        if value is None:
+            return value
+        if not value.startswith(("postgresql://", "postgresql+pg8000://")):
             raise ValueError("DATABASE_URL must look like postgresql://user:password@host:port/db")
+        match = re.search(r"[?&]sslmode=([^&]*)", value)
+        if match and match.group(1) not in SSL_MODES:
+            raise ValueError(f"DATABASE_URL sslmode must be one of {', '.join(SSL_MODES)}")
         return value
 
     @field_validator("redis_url")
