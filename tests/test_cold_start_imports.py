@@ -70,8 +70,10 @@ def test_the_first_answer_does_not_wait_for_prometheus() -> None:
         "spec.loader.exec_module(module)\n"
         "with Flask('probe').test_request_context('/health'):\n"
         "    response = module.health(request._get_current_object())\n"
-        "print(response.status_code, 'prometheus_client' in sys.modules)\n"
+        "import gc\n"
+        "print(response.status_code, 'prometheus_client' in sys.modules, gc.isenabled())\n"
         "response.close()  # what the WSGI server does once the answer is sent\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 0)\n"
         "from prometheus_client import REGISTRY\n"
         "labels = {'method': 'GET', 'endpoint': '/health', 'status': '200'}\n"
         "print(REGISTRY.get_sample_value('http_request_duration_seconds_count', labels))\n"
@@ -85,4 +87,32 @@ def test_the_first_answer_does_not_wait_for_prometheus() -> None:
         env={"PATH": "/usr/bin:/bin"},
     )
     printed = [line for line in out.stdout.splitlines() if not line.startswith("{")]  # not logs
-    assert printed == ["200 False", "1.0"]
+    # Answered without Prometheus and with the collector paused; once the answer is sent,
+    # the metrics are in and the collector runs again, start-up objects frozen out of it.
+    assert printed == ["200 False False", "True True", "1.0"]
+
+
+@pytest.mark.parametrize("unit", unit_names())
+def test_no_garbage_collection_while_a_unit_starts(unit: str) -> None:
+    """The runtime is each unit's first import and pauses the collector: importing the unit
+    (and its libraries) triggers no collection, and what it built is frozen before the fork."""
+    script = (
+        "import gc, importlib.util, json, sys\n"
+        "import functions_framework  # loaded before the unit, as by the CLI\n"
+        "before = sum(s['collections'] for s in gc.get_stats())\n"
+        f"spec = importlib.util.spec_from_file_location('main', 'functions/{unit}/main.py')\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['main'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        "after = sum(s['collections'] for s in gc.get_stats())\n"
+        "print(json.dumps([after - before, gc.isenabled(), gc.get_freeze_count() > 0]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == [0, False, True]

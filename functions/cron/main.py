@@ -4,13 +4,17 @@ Each job is registered with its schedule (Terraform creates one Scheduler job pe
 runs at most once per schedule time: a retried or duplicated trigger does nothing.
 """
 
+# The runtime comes first: it pauses the garbage collector while the unit starts.
+# isort: off
+from imangor.runtime import Context, Deploy, Unit
+
+# isort: on
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from imangor.runtime import Context, Deploy, Unit
 from imangor.schemas.common import Input, Output
 from imangor.tasks import scheduled
 

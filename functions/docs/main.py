@@ -4,6 +4,11 @@ The document is generated from the registry by `make openapi` (a test fails when
 so this unit imports no other unit and starts as fast as a bare function.
 """
 
+# The runtime comes first: it pauses the garbage collector while the unit starts.
+# isort: off
+from imangor.runtime import Deploy, Unit
+
+# isort: on
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -13,7 +18,6 @@ from werkzeug import Response
 from werkzeug.utils import send_from_directory
 
 import imangor
-from imangor.runtime import Deploy, Unit
 from imangor.schemas.common import Input
 
 unit = Unit("docs", Deploy(needs=(), memory="256Mi", max_instances=3))

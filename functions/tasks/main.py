@@ -4,13 +4,17 @@ Each handler is a small idempotent function; the runtime and `imangor.tasks.runn
 locking, retries, dead-lettering and job bookkeeping around it.
 """
 
+# The runtime comes first: it pauses the garbage collector while the unit starts.
+# isort: off
+from imangor.runtime import Context, Deploy, Unit
+
+# isort: on
 import uuid
 from typing import Any
 
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from imangor.runtime import Context, Deploy, Unit
 from imangor.schemas.common import Input, Output
 from imangor.schemas.tasks import PasswordRecovery, ProcessOrder, ProcessUpload, SendEmail
 from imangor.tasks import task

@@ -1,7 +1,21 @@
 """The function runtime: declare endpoints on a Unit; the runtime does the HTTP around them."""
 
+# isort: off
+from imangor.runtime import startup  # first: it pauses the collector while the unit starts
+
+# isort: on
 from imangor.runtime.context import Context
 from imangor.runtime.registry import FORM, JSON, REGISTRY, Deploy, Endpoint, RateLimit
 from imangor.runtime.unit import Unit
 
-__all__ = ["FORM", "JSON", "REGISTRY", "Context", "Deploy", "Endpoint", "RateLimit", "Unit"]
+__all__ = [
+    "FORM",
+    "JSON",
+    "REGISTRY",
+    "Context",
+    "Deploy",
+    "Endpoint",
+    "RateLimit",
+    "Unit",
+    "startup",
+]

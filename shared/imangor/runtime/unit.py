@@ -31,6 +31,7 @@ from imangor.observability import (
     request_id_var,
     trace_var,
 )
+from imangor.runtime import startup
 from imangor.runtime.context import Context
 from imangor.runtime.registry import (
     FORM,
@@ -122,6 +123,7 @@ class Unit:
             return self.handle(request)
 
         handle.__name__ = handle.__qualname__ = self.name
+        startup.before_fork()  # the last line of a unit's module: gunicorn forks next
         return handle
 
     # -- serving ---------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class Unit:
             elapsed = time.perf_counter() - started
             metrics.observe_request(request.method, route, response.status_code, elapsed)
             _access_log(request, response, elapsed)
-            response.call_on_close(metrics.flush)  # once the answer is sent
+            response.call_on_close(_after_answer)
             return response
         finally:
             request_id_var.reset(id_token)
@@ -446,6 +448,13 @@ def _is_integrity_error(exc: Exception) -> bool:
 
     sa_exc = sys.modules.get("sqlalchemy.exc")
     return sa_exc is not None and isinstance(exc, sa_exc.IntegrityError)
+
+
+def _after_answer() -> None:
+    """Once the answer is sent: feed Prometheus, and end the start-up (first answer only)."""
+    metrics.flush()
+    if not startup.finished():
+        startup.finish()
 
 
 def _access_log(request: Request, response: Response, elapsed: float) -> None:
