@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     """Validated configuration; read once per process through `get_settings()`."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # Empty lists and dicts are plain defaults (pydantic copies them), not default_factory=list:
+    # pydantic reads a factory's signature, and a builtin's costs a regex compile at start-up.
 
     environment: Literal["local", "test", "production"] = Field(
         "local", description="local or test relax secret checks; production enforces them"
@@ -41,7 +43,7 @@ class Settings(BaseSettings):
     )
     jwt_key_id: str = Field("k1", max_length=64, description="kid header of tokens signed now")
     jwt_public_keys: dict[str, str] = Field(
-        default_factory=dict,
+        {},
         description="JSON {kid: PEM public key}: older keys still accepted during a rotation",
     )
     jwt_issuer: str = Field("imangor", description="iss claim of access tokens")
@@ -78,7 +80,7 @@ class Settings(BaseSettings):
     redis_timeout: float = Field(0.5, gt=0, description="socket timeout of Redis calls (s)")
 
     cors_origins: list[str] = Field(
-        default_factory=list, description='allowed origins, JSON list, e.g. ["https://app.x"]'
+        [], description='allowed origins, JSON list, e.g. ["https://app.x"]'
     )
     cors_max_age: int = Field(600, ge=0, description="seconds a browser caches a preflight")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
@@ -119,7 +121,7 @@ class Settings(BaseSettings):
         True, description="refuse logins (503) when Redis is down instead of skipping limits"
     )
     google_client_ids: list[str] = Field(
-        default_factory=list, description="OAuth client ids accepted by POST /auth/google"
+        [], description="OAuth client ids accepted by POST /auth/google"
     )
     google_certs_url: str = Field(
         "https://www.googleapis.com/oauth2/v1/certs",
@@ -129,7 +131,7 @@ class Settings(BaseSettings):
         None, description="audience of Cloud Tasks/Scheduler OIDC tokens (the tasks/cron URL)"
     )
     oidc_service_accounts: list[str] = Field(
-        default_factory=list, description="service accounts allowed to call /tasks and /cron"
+        [], description="service accounts allowed to call /tasks and /cron"
     )
     oidc_certs_url: str = Field(
         "https://www.googleapis.com/oauth2/v1/certs",
