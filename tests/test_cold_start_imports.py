@@ -29,14 +29,17 @@ HEAVY = (
 DATABASE_FREE = ("sqlalchemy", "pg8000")
 
 
-def modules_after_import(unit: str) -> set[str]:
+def run_with_unit(unit: str, before: str = "", after: str = "") -> list[str]:
+    """Run `before`, load functions/<unit>/main.py as functions-framework does, run `after`,
+    in a fresh interpreter; the lines it printed (log lines left out)."""
     script = (
         "import importlib.util, json, sys\n"
+        f"{before}"
         f"spec = importlib.util.spec_from_file_location('main', 'functions/{unit}/main.py')\n"
         "module = importlib.util.module_from_spec(spec)\n"
         "sys.modules['main'] = module  # as functions-framework does\n"
         "spec.loader.exec_module(module)\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
+        f"{after}"
     )
     out = subprocess.run(
         [sys.executable, "-c", script],
@@ -46,7 +49,13 @@ def modules_after_import(unit: str) -> set[str]:
         check=True,
         env={"PATH": "/usr/bin:/bin"},
     )
-    return set(json.loads(out.stdout))
+    return [line for line in out.stdout.splitlines() if not line.startswith("{")]
+
+
+def modules_after_import(unit: str) -> set[str]:
+    return set(
+        json.loads(run_with_unit(unit, after="print(json.dumps(sorted(sys.modules)))\n")[-1])
+    )
 
 
 @pytest.mark.parametrize("unit", unit_names())
@@ -61,32 +70,21 @@ def test_the_docs_unit_does_not_even_load_the_database_layer() -> None:
 
 
 def test_the_first_answer_does_not_wait_for_prometheus() -> None:
-    script = (
-        "import importlib.util, sys\n"
-        "from flask import Flask, request\n"
-        "spec = importlib.util.spec_from_file_location('main', 'functions/health/main.py')\n"
-        "module = importlib.util.module_from_spec(spec)\n"
-        "sys.modules['main'] = module\n"
-        "spec.loader.exec_module(module)\n"
-        "with Flask('probe').test_request_context('/health'):\n"
-        "    response = module.health(request._get_current_object())\n"
-        "import gc\n"
-        "print(response.status_code, 'prometheus_client' in sys.modules, gc.isenabled())\n"
-        "response.close()  # what the WSGI server does once the answer is sent\n"
-        "print(gc.isenabled(), gc.get_freeze_count() > 0)\n"
-        "from prometheus_client import REGISTRY\n"
-        "labels = {'method': 'GET', 'endpoint': '/health', 'status': '200'}\n"
-        "print(REGISTRY.get_sample_value('http_request_duration_seconds_count', labels))\n"
+    printed = run_with_unit(
+        "health",
+        after=(
+            "import gc\n"
+            "from flask import Flask, request\n"
+            "with Flask('probe').test_request_context('/health'):\n"
+            "    response = module.health(request._get_current_object())\n"
+            "print(response.status_code, 'prometheus_client' in sys.modules, gc.isenabled())\n"
+            "response.close()  # what the WSGI server does once the answer is sent\n"
+            "print(gc.isenabled(), gc.get_freeze_count() > 0)\n"
+            "from prometheus_client import REGISTRY\n"
+            "labels = {'method': 'GET', 'endpoint': '/health', 'status': '200'}\n"
+            "print(REGISTRY.get_sample_value('http_request_duration_seconds_count', labels))\n"
+        ),
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    printed = [line for line in out.stdout.splitlines() if not line.startswith("{")]  # not logs
     # Answered without Prometheus and with the collector paused; once the answer is sent,
     # the metrics are in and the collector runs again, start-up objects frozen out of it.
     assert printed == ["200 False False", "True True", "1.0"]
@@ -96,23 +94,16 @@ def test_the_first_answer_does_not_wait_for_prometheus() -> None:
 def test_no_garbage_collection_while_a_unit_starts(unit: str) -> None:
     """The runtime is each unit's first import and pauses the collector: importing the unit
     (and its libraries) triggers no collection, and what it built is frozen before the fork."""
-    script = (
-        "import gc, importlib.util, json, sys\n"
-        "import functions_framework  # loaded before the unit, as by the CLI\n"
-        "before = sum(s['collections'] for s in gc.get_stats())\n"
-        f"spec = importlib.util.spec_from_file_location('main', 'functions/{unit}/main.py')\n"
-        "module = importlib.util.module_from_spec(spec)\n"
-        "sys.modules['main'] = module\n"
-        "spec.loader.exec_module(module)\n"
-        "after = sum(s['collections'] for s in gc.get_stats())\n"
-        "print(json.dumps([after - before, gc.isenabled(), gc.get_freeze_count() > 0]))\n"
+    printed = run_with_unit(
+        unit,
+        before=(
+            "import gc\n"
+            "import functions_framework  # loaded before the unit, as by the CLI\n"
+            "before = sum(s['collections'] for s in gc.get_stats())\n"
+        ),
+        after=(
+            "after = sum(s['collections'] for s in gc.get_stats())\n"
+            "print(json.dumps([after - before, gc.isenabled(), gc.get_freeze_count() > 0]))\n"
+        ),
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    assert json.loads(out.stdout.splitlines()[-1]) == [0, False, True]
+    assert json.loads(printed[-1]) == [0, False, True]
