@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
@@ -82,39 +84,79 @@ def test_outbox_push_waits_until_the_request_connection_is_back() -> None:
         ("postgresql://u@localhost/db", "disable"),
         ("postgresql://u@db.internal:5432/db", "prefer"),  # libpq's and pg8000's default
         ("postgresql://u@127.0.0.1/db?sslmode=require", "require"),
-        ("postgresql://u@db.internal/db?sslmode=verify-full", "verify-full"),
+        ("postgresql://u@db.internal/db?sslmode=verify%2Dfull", "verify-full"),  # %-encoded
     ],
 )
 def test_sslmode_is_read_as_libpq_reads_it(url: str, mode: str) -> None:
-    from imangor.db import sqlalchemy_url, ssl_mode
+    from imangor.config import database_tls
+    from imangor.db import sqlalchemy_url
 
-    assert ssl_mode(url) == mode
+    assert database_tls(url) == (mode, None)
     assert "sslmode" not in sqlalchemy_url(url).query  # pg8000 would refuse the keyword
 
 
-def test_sslmode_contexts() -> None:
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("sslmode=sometimes", "sslmode must be one of"),
+        ("sslmode=require&sslmode=disable", "more than once"),  # no silent downgrade
+        ("sslmode=verify-full&sslmode=verify-full", "more than once"),
+        ("sslmode=verify-ca", "needs sslrootcert"),  # public CAs would accept any site
+        ("sslmode=require&sslcert=/client.pem", "sslcert is not supported"),
+    ],
+)
+def test_a_bad_tls_setting_is_a_start_up_error(query: str, reason: str) -> None:
+    from pydantic import ValidationError
+
+    from imangor.config import Settings
+
+    with pytest.raises(ValidationError, match=reason):
+        Settings(database_url=f"postgresql://u@db.internal/db?{query}")
+
+
+def test_sslmode_contexts(tmp_path: Path) -> None:
     import ssl
 
-    from imangor.db import ssl_connect_args
+    from imangor.db import sqlalchemy_url, ssl_connect_args
 
     assert ssl_connect_args("postgresql://u@127.0.0.1/db") == {"ssl_context": False}
     assert ssl_connect_args("postgresql://u@db.internal/db") == {}  # pg8000's own prefer
     required = ssl_connect_args("postgresql://u@h/db?sslmode=require")["ssl_context"]
     assert required.verify_mode == ssl.CERT_NONE  # encrypted, not authenticated
     verified = ssl_connect_args("postgresql://u@h/db?sslmode=verify-full")["ssl_context"]
-    assert verified.verify_mode == ssl.CERT_REQUIRED
-    assert verified.check_hostname is True
-    by_ca = ssl_connect_args("postgresql://u@h/db?sslmode=verify-ca")["ssl_context"]
+    assert (verified.verify_mode, verified.check_hostname) == (ssl.CERT_REQUIRED, True)
+    (tmp_path / "ca.pem").write_bytes(_self_signed_ca("Imangor Test CA"))
+    url = f"postgresql://u@h/db?sslmode=verify-ca&sslrootcert={tmp_path / 'ca.pem'}"
+    by_ca = ssl_connect_args(url)["ssl_context"]
     assert (by_ca.verify_mode, by_ca.check_hostname) == (ssl.CERT_REQUIRED, False)
+    trusted = [dict(part[0] for part in c["subject"]) for c in by_ca.get_ca_certs()]
+    assert trusted == [{"commonName": "Imangor Test CA"}]  # that CA only, not the system's
+    assert "sslrootcert" not in sqlalchemy_url(url).query
 
 
-def test_an_unknown_sslmode_is_a_start_up_error() -> None:
-    from pydantic import ValidationError
+def _self_signed_ca(name: str) -> bytes:
+    from datetime import UTC, datetime, timedelta
 
-    from imangor.config import Settings
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
-    with pytest.raises(ValidationError, match="sslmode must be one of"):
-        Settings(database_url="postgresql://u@h/db?sslmode=sometimes")
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def test_sslmode_require_refuses_a_server_without_tls(services: dict[str, str]) -> None:

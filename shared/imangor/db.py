@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from imangor.config import SSL_MODES, Settings, get_settings
+from imangor.config import SSL_KEYS, Settings, database_tls, get_settings
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -26,33 +26,17 @@ _engine: Engine | None = None
 _sessions = sessionmaker(autoflush=True, expire_on_commit=False)
 
 
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
 def sqlalchemy_url(plain_url: str) -> URL:
     """`postgresql://...` as given by ops → the same URL with the pg8000 driver chosen (its
-    `sslmode` becomes `ssl_connect_args`: pg8000 takes an SSL context, not a query string)."""
+    TLS keys become `ssl_connect_args`: pg8000 takes an SSL context, not a query string)."""
     url = make_url(plain_url)
-    return url.set(drivername="postgresql+pg8000").difference_update_query(["sslmode"])
-
-
-def ssl_mode(plain_url: str) -> str:
-    """The URL's `sslmode`, as libpq reads it. Unset, it is `prefer` (pg8000's own default),
-    except on loopback, where TLS protects nothing: there it is `disable`, which also spares
-    every cold start the ≈40 ms pg8000 spends loading the system's CA bundle into a context
-    that verifies nothing."""
-    url = make_url(plain_url)
-    mode = url.query.get("sslmode")
-    if isinstance(mode, str):
-        if mode not in SSL_MODES:
-            raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}, not {mode!r}")
-        return mode
-    return "disable" if url.host in _LOOPBACK or url.host is None else "prefer"
+    return url.set(drivername="postgresql+pg8000").difference_update_query(SSL_KEYS)
 
 
 def ssl_connect_args(plain_url: str) -> dict[str, Any]:
-    """pg8000's `ssl_context` for the URL's `sslmode` (nothing: pg8000's `prefer`)."""
-    mode = ssl_mode(plain_url)
+    """pg8000's `ssl_context` for the URL's sslmode (`config.database_tls`); nothing for
+    `prefer`, pg8000's own default."""
+    mode, root_cert = database_tls(plain_url)
     if mode == "disable":
         return {"ssl_context": False}
     if mode == "prefer":
@@ -64,7 +48,9 @@ def ssl_connect_args(plain_url: str) -> dict[str, Any]:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return {"ssl_context": context}
-    context = ssl.create_default_context()  # verify-ca and verify-full: the system's CAs
+    # verify-ca: signed by sslrootcert's CA; verify-full: also for this host name (pg8000
+    # passes it as server_hostname), against sslrootcert or else the system's CAs.
+    context = ssl.create_default_context(cafile=root_cert)
     context.check_hostname = mode == "verify-full"
     return {"ssl_context": context}
 
