@@ -30,10 +30,11 @@ DATABASE_FREE = ("sqlalchemy", "pg8000")
 
 
 def run_with_unit(unit: str, before: str = "", after: str = "") -> list[str]:
-    """Run `before`, load functions/<unit>/main.py as functions-framework does, run `after`,
-    in a fresh interpreter; the lines it printed (log lines left out)."""
+    """Run `before`, load functions/<unit>/main.py as the functions-framework command does,
+    run `after`, in a fresh interpreter; the lines it printed (log lines left out)."""
     script = (
         "import importlib.util, json, sys\n"
+        "import functions_framework._cli  # loaded first, as by the command\n"
         f"{before}"
         f"spec = importlib.util.spec_from_file_location('main', 'functions/{unit}/main.py')\n"
         "module = importlib.util.module_from_spec(spec)\n"
@@ -96,14 +97,65 @@ def test_no_garbage_collection_while_a_unit_starts(unit: str) -> None:
     (and its libraries) triggers no collection, and what it built is frozen before the fork."""
     printed = run_with_unit(
         unit,
-        before=(
-            "import gc\n"
-            "import functions_framework  # loaded before the unit, as by the CLI\n"
-            "before = sum(s['collections'] for s in gc.get_stats())\n"
-        ),
+        before=("import gc\nbefore = sum(s['collections'] for s in gc.get_stats())\n"),
         after=(
             "after = sum(s['collections'] for s in gc.get_stats())\n"
             "print(json.dumps([after - before, gc.isenabled(), gc.get_freeze_count() > 0]))\n"
         ),
     )
     assert json.loads(printed[-1]) == [0, False, True]
+
+
+def test_first_metric_flushes_on_several_threads_register_once() -> None:
+    script = (
+        "import threading\n"
+        "from imangor import metrics\n"
+        "errors = []\n"
+        "def first_flush():\n"
+        "    try:\n"
+        "        metrics.observe_request('GET', '/x', 200, 0.01)\n"
+        "        metrics.flush()\n"
+        "    except Exception as exc:\n"
+        "        errors.append(repr(exc))\n"
+        "threads = [threading.Thread(target=first_flush) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "from prometheus_client import REGISTRY\n"
+        "labels = {'method': 'GET', 'endpoint': '/x', 'status': '200'}\n"
+        "print(errors, REGISTRY.get_sample_value('http_request_duration_seconds_count', labels))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["[]", "8.0"]
+
+
+def test_a_file_answer_also_ends_the_start_up() -> None:
+    """Static assets are file answers (send_from_directory): served through Flask as by
+    functions-framework, they too run the after-answer work once sent."""
+    printed = run_with_unit(
+        "docs",
+        after=(
+            "import gc\n"
+            "from flask import Flask, request\n"
+            "app = Flask('probe')\n"
+            "app.add_url_rule('/<path:p>', view_func=lambda p: module.docs(request))\n"
+            "response = app.test_client().get('/docs/static/redoc/redoc.standalone.js')\n"
+            "print(response.status_code, gc.isenabled(), len(response.get_data()) > 1000)\n"
+            "response.close()\n"
+            "print(gc.isenabled())\n"
+        ),
+    )
+    assert printed == ["200 False True", "True"]
+
+
+def test_outside_the_functions_framework_command_the_collector_is_left_alone() -> None:
+    script = (
+        "import gc, json\n"
+        "import imangor.runtime  # tests, the dev server, tools\n"
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == [True, 0]

@@ -2,8 +2,7 @@
 
 Settings come from pydantic-settings, validated at import (as every unit must), and the answer
 is a pydantic model. No runtime of ours, no metrics, no Redis: what pydantic and
-pydantic-settings alone add to a bare function. A unit that touches no database cannot start
-faster than this while it uses those two libraries.
+pydantic-settings alone add to a bare function, run with Python's defaults.
 """
 
 from flask import Request

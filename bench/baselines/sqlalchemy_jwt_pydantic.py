@@ -2,8 +2,8 @@
 
 The same work as `sqlalchemy_jwt.py` (PyJWT HS256, one row through a SQLAlchemy 2 session over
 pg8000), with its settings read by pydantic-settings at import and the row answered through a
-pydantic model: the least a database unit built on the mandated libraries can do. No runtime
-of ours, no metrics, no Redis.
+pydantic model: the least a database unit built on the mandated libraries does, run with
+Python's defaults. No runtime of ours, no metrics, no Redis.
 """
 
 from __future__ import annotations

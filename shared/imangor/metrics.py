@@ -8,6 +8,7 @@ first answer never waits for it, and no observation is lost.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from functools import cache
 from typing import Any
@@ -58,6 +59,9 @@ def flush() -> None:
             metric.inc(value)
 
 
+_families_lock = threading.Lock()
+
+
 def render() -> tuple[bytes, str]:
     """The Prometheus text exposition of this process's metrics and its content type."""
     flush()
@@ -66,8 +70,15 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-@cache
 def _families() -> dict[str, Any]:
+    # Registering twice raises (duplicated time series): the first flushes of a cold instance
+    # run on several request threads at once.
+    with _families_lock:
+        return _register()
+
+
+@cache
+def _register() -> dict[str, Any]:
     from prometheus_client import Counter, Gauge, Histogram
 
     Gauge("app_memory_usage_bytes", "Resident memory of this instance").set_function(_memory_bytes)

@@ -4,32 +4,44 @@ Importing a unit's libraries creates hundreds of thousands of objects that live 
 process (modules, classes, functions). With the collector on, each one is scanned again and
 again while the rest are being created: about 100–150 ms of a database unit's cold start on a
 2-core machine, a tenth of it (measured with gc.callbacks on a cold GET /orders/). So this
-follows the recipe of Python's own `gc.freeze` documentation for forking servers: the
-collector is disabled when the runtime is first imported, what the master process built is
+follows the recipe of Python's own `gc.freeze` documentation for forking servers: in a
+process the functions-framework command serves (Cloud Run, `functions-framework --source`,
+the cold-start bench), the collector is disabled when the runtime is first imported, what the
+master process built is
 frozen out of future scans just before gunicorn forks the worker (`before_fork`, from
 `Unit.entry_point`), and once the worker has sent its first answer (whose lazy imports are
-startup too) that is frozen as well and the collector runs again (`finish`).
+startup too) that is frozen as well and the collector runs again (`finish`). The gunicorn
+master, which only supervises, keeps it off. On Cloud Run, whose CPU is throttled between
+requests, the after-answer work finishes when the next request brings the CPU back.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 
 _lock = threading.Lock()
-_finished = False
+# Only a process the functions-framework command serves: tests, the dev server and tools
+# that import the runtime keep Python's defaults.
+_paused = "functions_framework._cli" in sys.modules and gc.isenabled()
+_finished = not _paused
 
-gc.disable()
+if _paused:
+    gc.disable()
 
 
 def before_fork() -> None:
     """Freeze what importing the unit built: the worker's collections never scan it (and so
     never write to its pages, which stay shared with the master)."""
-    gc.freeze()
+    if _paused:
+        gc.freeze()
 
 
 def finish() -> None:
-    """After the first answer: freeze what it loaded and turn the collector back on (once)."""
+    """After the first answer: freeze what it loaded and turn the collector back on (once).
+    Garbage cycles the first request left are frozen too: a few kilobytes, once, rather than
+    a full collection (≈50 ms) on an instance that just started."""
     global _finished
     with _lock:
         if _finished:

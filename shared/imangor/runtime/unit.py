@@ -150,6 +150,9 @@ class Unit:
             elapsed = time.perf_counter() - started
             metrics.observe_request(request.method, route, response.status_code, elapsed)
             _access_log(request, response, elapsed)
+            # A file answer (send_from_directory) would be handed to the server as is, and
+            # its close callbacks never run: werkzeug iterates it instead (no sendfile).
+            response.direct_passthrough = False
             response.call_on_close(_after_answer)
             return response
         finally:
@@ -451,10 +454,12 @@ def _is_integrity_error(exc: Exception) -> bool:
 
 
 def _after_answer() -> None:
-    """Once the answer is sent: feed Prometheus, and end the start-up (first answer only)."""
-    metrics.flush()
-    if not startup.finished():
-        startup.finish()
+    """Once the answer is sent: end the start-up (first answer only), feed Prometheus."""
+    try:
+        if not startup.finished():
+            startup.finish()
+    finally:
+        metrics.flush()
 
 
 def _access_log(request: Request, response: Response, elapsed: float) -> None:

@@ -19,5 +19,7 @@ __all__ = ["TaskPayload", "enqueue", "scheduled", "task"]
 
 def __getattr__(name: str) -> Any:
     if name == "enqueue":
-        return importlib.import_module("imangor.tasks.outbox").enqueue
+        enqueue = importlib.import_module("imangor.tasks.outbox").enqueue
+        globals()["enqueue"] = enqueue  # found directly from now on
+        return enqueue
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
