@@ -176,3 +176,14 @@ def test_sslmode_require_refuses_a_server_without_tls(services: dict[str, str]) 
     engine = create_engine(sqlalchemy_url(required), connect_args=ssl_connect_args(required))
     with pytest.raises(InterfaceError, match="refuses SSL"):
         engine.connect()
+
+
+def test_the_statement_timeout_comes_with_the_connection() -> None:
+    """Sent in the startup packet (no SET round trips), from DB_STATEMENT_TIMEOUT_MS."""
+    from sqlalchemy import text
+
+    from imangor.config import get_settings
+
+    with session_scope() as session:
+        shown = session.scalar(text("SHOW statement_timeout"))
+    assert shown == f"{get_settings().db_statement_timeout_ms // 1000}s"
