@@ -20,6 +20,7 @@ TASKS_DEAD = "tasks_dead_total"
 _FLUSH_AT = 1000  # a process that never answers HTTP (a CLI) still keeps memory bounded
 
 _pending: deque[tuple[str, tuple[str, ...], float]] = deque()
+_families_lock = threading.Lock()
 
 
 def observe_request(method: str, endpoint: str, status: int, seconds: float) -> None:
@@ -57,9 +58,6 @@ def flush() -> None:
             metric.observe(value)
         else:
             metric.inc(value)
-
-
-_families_lock = threading.Lock()
 
 
 def render() -> tuple[bytes, str]:
