@@ -7,10 +7,10 @@ again while the rest are being created: about 100–150 ms of a database unit's 
 follows the recipe of Python's own `gc.freeze` documentation for forking servers: in a
 process the functions-framework command serves (Cloud Run, `functions-framework --source`,
 the cold-start bench), the collector is disabled when the runtime is first imported, what the
-master process built is
-frozen out of future scans just before gunicorn forks the worker (`before_fork`, from
-`Unit.entry_point`), and once the worker has sent its first answer (whose lazy imports are
-startup too) that is frozen as well and the collector runs again (`finish`). The gunicorn
+master process built is frozen out of future scans just before gunicorn forks the worker
+(`before_fork`, from `Unit.entry_point`), and once the worker has sent its first answer
+(whose lazy imports are start-up too) that is frozen as well and the collector runs again
+(`finish`, called after every answer, acting once). The gunicorn
 master, which only supervises, keeps it off. On Cloud Run, whose CPU is throttled between
 requests, the after-answer work finishes when the next request brings the CPU back.
 """
@@ -43,13 +43,11 @@ def finish() -> None:
     Garbage cycles the first request left are frozen too: a few kilobytes, once, rather than
     a full collection (≈50 ms) on an instance that just started."""
     global _finished
+    if _finished:  # every later answer: no lock taken
+        return
     with _lock:
         if _finished:
             return
         _finished = True
     gc.freeze()
     gc.enable()
-
-
-def finished() -> bool:
-    return _finished

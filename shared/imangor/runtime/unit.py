@@ -456,8 +456,7 @@ def _is_integrity_error(exc: Exception) -> bool:
 def _after_answer() -> None:
     """Once the answer is sent: end the start-up (first answer only), feed Prometheus."""
     try:
-        if not startup.finished():
-            startup.finish()
+        startup.finish()
     finally:
         metrics.flush()
 
