@@ -80,6 +80,8 @@ HELLO, SQLA_JWT = "hello", "sqlalchemy_jwt"
 # through pydantic-settings, validated at import, and a pydantic answer). No unit built on
 # those libraries can start faster than its floor; what a unit costs beyond it is ours.
 HELLO_FLOOR, SQLA_FLOOR = "hello_pydantic", "sqlalchemy_jwt_pydantic"
+# Not a floor: the bare hello plus pydantic alone (no pydantic-settings), to split the floor.
+PYDANTIC_ONLY = "hello_pydantic_model"
 NO_DB_BUDGET = 1.3  # × hello, for a unit whose probe touches no database
 DB_BUDGET = 1.1  # × the SQLAlchemy+JWT baseline, for a database unit
 MEMORY_BUDGET_MIB = 128.0
@@ -393,6 +395,15 @@ def probes(seed: Seed, units: list[str]) -> list[Probe]:
             baseline=True,
         ),
         Probe(
+            PYDANTIC_ONLY,
+            BASELINES / "hello_pydantic_model.py",
+            "GET / (pydantic alone: settings from os.environ by a model + a pydantic answer)",
+            200,
+            False,
+            lambda _n: Call("GET", "/", {}),
+            baseline=True,
+        ),
+        Probe(
             SQLA_FLOOR,
             BASELINES / "sqlalchemy_jwt_pydantic.py",
             "GET / (SQLA+JWT + pydantic-settings + a pydantic answer)",
@@ -700,6 +711,7 @@ def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: f
     hello, sqla = by_name[HELLO].median, by_name[SQLA_JWT].median
     sqla_cpu = by_name[SQLA_JWT].median_cpu
     hello_floor, sqla_floor = by_name[HELLO_FLOOR].median, by_name[SQLA_FLOOR].median
+    pydantic_only = by_name[PYDANTIC_ONLY].median
     rows: list[list[str]] = []
     for r in results:
         p = r.probe
@@ -825,6 +837,13 @@ def report(results: list[Result], runs: int, warm: int, elapsed: float, quiet: f
         "loopback database), which is why a unit can come in under its floor. *its ratio over "
         "its floor* applies the issue's ratio to the floor, for reference only: the budget "
         "that counts is *time budget*.",
+        "",
+        f"*{PYDANTIC_ONLY}* (reference, not a floor) is the bare hello plus pydantic alone: "
+        "two settings read from os.environ by a plain pydantic model and a pydantic answer, "
+        f"no pydantic-settings. It comes in at {pydantic_only / hello:.2f}× hello: pydantic "
+        "by itself, which the runtime's typed inputs and outputs (item 5) need in every unit, "
+        f"costs {'more' if pydantic_only > NO_DB_BUDGET * hello else 'less'} than the "
+        f"{NO_DB_BUDGET}× budget of a unit that touches no database.",
     ]
     out += import_report(results)
     return "\n".join(out) + "\n"
