@@ -33,6 +33,7 @@ import argparse
 import itertools
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -944,7 +945,11 @@ def measure(
     label: str,
     quiet: float,
 ) -> list[Result]:
-    """One untimed start per target, then `runs` interleaved rounds; `warm` on the last."""
+    """One untimed start per target, then `runs` interleaved rounds; `warm` on the last.
+
+    Each round runs the targets in its own shuffled order (seeded by the round number, so a
+    rerun repeats it): a target always started last, or always right after another, would
+    carry whatever that position costs on a shared machine."""
     results = [Result(p) for p in targets]
     counter = itertools.count(1)
     print(f"[{label}] warming up {len(targets)} targets (one untimed start each)…", flush=True)
@@ -959,7 +964,7 @@ def measure(
         last = round_number == runs
         if quiet:
             wait_for_quiet(timeout=quiet)
-        for r in results:
+        for r in random.Random(round_number).sample(results, len(results)):
             try:
                 sample, extra = cold_run(
                     r.probe, env, work, next(counter), warm if last else 0, 3.0 if quiet else 0.0
