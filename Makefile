@@ -38,7 +38,7 @@ seed: install  ## load N products (default 10000) and N/10 orders into DATABASE_
 	$(RUN) python -m imangor.seed --products $(or $(N),10000) --orders $$(( $(or $(N),10000) / 10 ))
 
 bench: install  ## run every benchmark (results in bench/results/, summarised in the README)
-	$(RUN) python bench/cold_start.py
+	$(RUN) python bench/cold_start.py --runs 30
 	$(RUN) python bench/login.py
 	$(RUN) python bench/tasks.py
 	$(RUN) python bench/api.py
