@@ -10,8 +10,9 @@ and reads the caller's row through a SQLAlchemy session over pg8000), this runs
 (gunicorn gthread, as on Cloud Run; THREADS is the unit's concurrency from
 terraform/generated/inventory.json, as Terraform sets it, and the Deploy default 4 for the
 baselines; `--threads` overrides it) and polls a real endpoint every 5 ms from exec until its
-first normal answer. Rounds are interleaved (every target once per round) so drift on the
-machine hits every target alike; medians are reported. After the last round each unit gets
+first normal answer. Rounds are interleaved (every target once per round, in a shuffled
+order) so drift on the machine hits every target alike; medians are reported, each ratio
+with a 95 % bootstrap interval. After the last round each unit gets
 `--warm` more requests and the PSS of its process tree (gunicorn master + worker) is read
 from /proc/<pid>/smaps_rollup. Then every target runs `--import-runs` more times under
 `python -X importtime` to say which imports its cold start is made of.
