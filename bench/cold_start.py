@@ -368,52 +368,22 @@ def probes(seed: Seed, units: list[str]) -> list[Probe]:
             ),
         ]
     }
+
+    def baseline(name: str, description: str, touches_db: bool) -> Probe:
+        call = get("/", True) if touches_db else (lambda _n: Call("GET", "/", {}))
+        source = BASELINES / f"{name}.py"
+        return Probe(name, source, description, 200, touches_db, call, baseline=True)
+
     chosen = [
-        Probe(
-            HELLO,
-            BASELINES / "hello.py",
-            "GET /",
-            200,
-            False,
-            lambda _n: Call("GET", "/", {}),
-            baseline=True,
-        ),
-        Probe(
-            SQLA_JWT,
-            BASELINES / "sqlalchemy_jwt.py",
-            "GET / (bearer: PyJWT HS256 + session.get(User))",
-            200,
-            True,
-            get("/", True),
-            baseline=True,
-        ),
-        Probe(
-            HELLO_FLOOR,
-            BASELINES / "hello_pydantic.py",
-            "GET / (pydantic-settings + a pydantic answer)",
-            200,
-            False,
-            lambda _n: Call("GET", "/", {}),
-            baseline=True,
-        ),
-        Probe(
+        baseline(HELLO, "GET /", False),
+        baseline(SQLA_JWT, "GET / (bearer: PyJWT HS256 + session.get(User))", True),
+        baseline(HELLO_FLOOR, "GET / (pydantic-settings + a pydantic answer)", False),
+        baseline(
             PYDANTIC_ONLY,
-            BASELINES / "hello_pydantic_model.py",
             "GET / (pydantic alone: settings from os.environ by a model + a pydantic answer)",
-            200,
             False,
-            lambda _n: Call("GET", "/", {}),
-            baseline=True,
         ),
-        Probe(
-            SQLA_FLOOR,
-            BASELINES / "sqlalchemy_jwt_pydantic.py",
-            "GET / (SQLA+JWT + pydantic-settings + a pydantic answer)",
-            200,
-            True,
-            get("/", True),
-            baseline=True,
-        ),
+        baseline(SQLA_FLOOR, "GET / (SQLA+JWT + pydantic-settings + a pydantic answer)", True),
     ]
     for unit in units:
         if unit in known:
