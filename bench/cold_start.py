@@ -676,8 +676,11 @@ def ratio_interval(
     On this shared machine one start varies by ±25 %, so a ratio of two 15-run medians moves
     by several per cent from one report to the next; the interval says when a verdict is
     within that noise instead of letting it flip with it. Seeded: a report is reproducible.
+    A target without samples (every start failed) has no interval: NaN.
     """
-    rng = random.Random(0)  # resampling, not secrecy: seeded so a report is reproducible
+    if not values or not baseline:
+        return float("nan"), float("nan")
+    rng = random.Random(0)
     ratios = sorted(
         median(rng.choices(values, k=len(values))) / median(rng.choices(baseline, k=len(baseline)))
         for _ in range(resamples)
@@ -686,6 +689,8 @@ def ratio_interval(
 
 
 def _certainty(low: float, high: float, budget: float) -> str:
+    if low != low:  # NaN: no samples
+        return "no samples"
     if high <= budget:
         return "met"
     if low > budget:

@@ -1,5 +1,7 @@
 """The cold-start bench's verdicts rest on its bootstrap interval: check the statistics."""
 
+import math
+
 from bench.cold_start import _certainty, ratio_interval
 
 
@@ -18,6 +20,12 @@ def test_the_interval_holds_the_ratio_of_medians_and_is_reproducible() -> None:
     assert low < 0.355 / 0.255 < high  # the medians' ratio, 1.39
     assert high - low > 0.1  # noisy samples give a wide interval
     assert ratio_interval(unit, baseline) == (low, high)
+
+
+def test_a_target_whose_starts_all_failed_has_no_interval() -> None:
+    low, high = ratio_interval([], [0.2, 0.3])
+    assert math.isnan(low) and math.isnan(high)
+    assert _certainty(low, high, 1.1) == "no samples"
 
 
 def test_a_verdict_is_certain_only_when_the_interval_is_on_one_side() -> None:
