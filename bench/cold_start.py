@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import random
 import subprocess
@@ -689,7 +690,7 @@ def ratio_interval(
 
 
 def _certainty(low: float, high: float, budget: float) -> str:
-    if low != low:  # NaN: no samples
+    if math.isnan(low):
         return "no samples"
     if high <= budget:
         return "met"
