@@ -6,15 +6,15 @@ the class carries the HTTP status the runtime answers with.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 
 class AppError(Exception):
     """Base of every error that becomes a problem document instead of a 500."""
 
-    status: ClassVar[int] = 400
-    title: ClassVar[str] = "Bad Request"
-    slug: ClassVar[str] = "bad-request"
+    status: int = 400
+    title: str = "Bad Request"
+    slug: str = "bad-request"
 
     def __init__(
         self,
@@ -31,6 +31,15 @@ class AppError(Exception):
 
 class BadRequest(AppError):
     """The request cannot be read at all (malformed JSON, undecodable body)."""
+
+
+class HTTPStatusError(AppError):
+    """A client error werkzeug raised inside an endpoint (send_from_directory's 404, a 416 for
+    a range past the end of a file), answered with its own status and headers."""
+
+    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str]) -> None:
+        super().__init__(detail, headers=headers)
+        self.status, self.title, self.slug = status, title, title.lower().replace(" ", "-")
 
 
 class NotAuthenticated(AppError):

@@ -27,7 +27,11 @@ def parse_trace(cloud_trace: str | None, traceparent: str | None) -> tuple[str, 
     if traceparent and (m := _TRACEPARENT.match(traceparent.strip())):
         return m.group(1), m.group(2)
     if cloud_trace and (m := _CLOUD_TRACE.match(cloud_trace.strip())):
-        span = format(int(m.group(2)), "016x") if m.group(2) else None
+        # The span is a uint64 in decimal; anything longer is noise, and int() of a number
+        # of over 4,300 digits raises. Such a span is dropped, the trace id kept.
+        digits, span = m.group(2), None
+        if digits and len(digits) <= 20 and (number := int(digits)) < 2**64:
+            span = format(number, "016x")
         return m.group(1), span
     return None
 

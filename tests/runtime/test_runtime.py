@@ -209,9 +209,13 @@ def test_cors_preflight_and_simple_requests(
         assert "Origin" in simple.headers["Vary"]
         stranger = sample.get(THING, headers={"Origin": "https://evil.example"})
         assert "Access-Control-Allow-Origin" not in stranger.headers
+        # Cacheable answers differ by Origin: a shared cache must key on it, always.
+        assert "Origin" in stranger.headers["Vary"]
+        assert "Origin" in sample.get(THING).headers["Vary"]
     finally:
         monkeypatch.delenv("CORS_ORIGINS")
         get_settings.cache_clear()
+    assert "Vary" not in sample.get(THING).headers  # no CORS configured: nothing varies
 
 
 def test_every_log_line_is_cloud_logging_json_with_request_and_trace(
@@ -327,3 +331,52 @@ def test_nul_characters_are_422_not_500(sample: Client, method: str, url: str, b
     errors_ = problem(response, 422)["errors"]
     assert errors_[0]["type"] == "nul_character"
     assert errors_[0]["field"] in ("body.name", "query.tag.0", "query.tag")
+
+
+def test_a_cloud_trace_span_too_long_is_dropped_not_a_crash(sample: Client) -> None:
+    from imangor.observability import parse_trace
+
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert parse_trace(f"{trace}/{'9' * 5000}", None) == (trace, None)
+    assert parse_trace(f"{trace}/{2**64}", None) == (trace, None)  # over a uint64
+    assert parse_trace(f"{trace}/{2**64 - 1};o=1", None) == (trace, "ffffffffffffffff")
+    response = sample.get(THING, headers={"X-Cloud-Trace-Context": f"{trace}/{'9' * 5000}"})
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("path", ["/favicon.ico", "/robots.txt"])
+def test_paths_functions_framework_keeps_are_problem_documents(sample: Client, path: str) -> None:
+    assert problem(sample.get(path), 404)["instance"] == path
+
+
+def test_werkzeug_client_errors_inside_an_endpoint_keep_their_status(client: Client) -> None:
+    missing = problem(client.get("/docs/static/redoc/missing.js"), 404)
+    assert missing["title"] == "Not Found"
+    past_the_end = client.get("/docs/static/redoc/LICENSE", headers={"Range": "bytes=999999-"})
+    problem(past_the_end, 416)
+    assert past_the_end.headers["Content-Range"].startswith("bytes */")
+
+
+def test_invalid_utf8_in_a_form_body_or_query_is_400(sample: Client) -> None:
+    form = sample.post(
+        "/things/", data="name=%ff&size=1", content_type="application/x-www-form-urlencoded"
+    )
+    assert "UTF-8" in problem(form, 400)["detail"]
+    assert "UTF-8" in problem(sample.get(f"{THING}?tag=%ff"), 400)["detail"]
+
+
+def test_a_repeated_single_valued_query_parameter_is_422(sample: Client) -> None:
+    body = problem(sample.get(f"{THING}?limit=1&limit=1000"), 422)
+    assert [e["field"] for e in body["errors"]] == ["query.limit"]
+    assert sample.get(f"{THING}?tag=a&tag=b").json["tags"] == ["a", "b"]  # a list stays one
+
+
+def test_weak_etag_matches_and_head_is_cacheable_like_get(sample: Client) -> None:
+    etag = sample.get(THING).headers["ETag"]
+    assert sample.get(THING, headers={"If-None-Match": f"W/{etag}"}).status_code == 304
+    head = sample.head(THING)
+    assert head.status_code == 200
+    assert head.headers["ETag"] == etag
+    assert head.headers["Cache-Control"] == "public, max-age=30"
+    assert head.get_data() == b""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 import typing
 import uuid
@@ -17,8 +18,10 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any, TypeVar
 
-from flask import Request, Response
+from flask import Flask, Request, Response
+from flask import request as current_request
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
@@ -123,6 +126,7 @@ class Unit:
             return self.handle(request)
 
         handle.__name__ = handle.__qualname__ = self.name
+        _answer_framework_paths(self.name, handle)
         startup.before_fork()  # the last line of a unit's module: gunicorn forks next
         return handle
 
@@ -207,7 +211,11 @@ class Unit:
         for source, model in endpoint.inputs.items():
             raw = _read_input(source, model, endpoint, request, path_args)
             if (where := _nul_at(raw)) is not None:
-                problems.append(_nul_problem([source, *where]))
+                problems.append(
+                    _field_problem(
+                        [source, *where], "NUL characters are not accepted", "nul_character"
+                    )
+                )
                 continue
             try:
                 kwargs[source] = model.model_validate(raw)
@@ -215,14 +223,23 @@ class Unit:
                 problems.extend(validation_errors(exc, source))
         if problems:
             raise errors.ValidationFailed(problems)
-        result = endpoint.func(**kwargs)
+        try:
+            result = endpoint.func(**kwargs)
+        except HTTPException as exc:
+            if exc.code is None or exc.code >= 500:
+                raise
+            # werkzeug's own client errors (send_from_directory's 404, a 416 for a range past
+            # a file's end) keep their status and headers, as a problem document.
+            headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+            detail = exc.description or exc.name
+            raise errors.HTTPStatusError(exc.code, exc.name, detail, headers) from None
         if endpoint.raw:
             return result  # type: ignore[no-any-return]
         status = ctx.status or endpoint.status
         if result is None:
             return Response(status=204 if status == 200 else status)
         body = _adapter(type(result)).dump_json(result, by_alias=True)
-        if endpoint.cache_control and request.method == "GET" and status == 200:
+        if endpoint.cache_control and request.method in ("GET", "HEAD") and status == 200:
             return _cacheable(request, body, endpoint.cache_control)
         return Response(body, status=status, mimetype=JSON)
 
@@ -264,7 +281,7 @@ def _read_input(
     if source == "path":
         return path_args
     if source == "query":
-        return _multi_dict(request.args, model)
+        return _query(request, model)
     if source == "headers":
         names = {
             (f.alias or name).lower(): f.alias or name for name, f in model.model_fields.items()
@@ -273,10 +290,27 @@ def _read_input(
     return _read_body(endpoint, request)
 
 
-def _multi_dict(args: Any, model: type[BaseModel]) -> dict[str, Any]:
-    """Query parameters: repeated keys become lists only where the model expects a list."""
+def _query(request: Request, model: type[BaseModel]) -> dict[str, Any]:
+    """Query parameters, decoded strictly: invalid UTF-8 is a 400, not a replacement
+    character or the escape kept as text. A repeated key becomes a list where the model
+    expects one; anywhere else it is a 422 instead of one of its values picked silently."""
+    from urllib.parse import parse_qsl
+
+    try:
+        text = request.query_string.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise errors.BadRequest("the query string is not valid UTF-8") from None
     lists = {n for n, f in model.model_fields.items() if _is_list(f.annotation)}
-    return {k: args.getlist(k) if k in lists else args.get(k) for k in args}
+    values: dict[str, list[str]] = {}
+    for key, value in pairs:
+        values.setdefault(key, []).append(value)
+    repeated = sorted(k for k, v in values.items() if len(v) > 1 and k not in lists)
+    if repeated:
+        raise errors.ValidationFailed(
+            [_field_problem(["query", k], "give this parameter once", "repeated") for k in repeated]
+        )
+    return {k: v if k in lists else v[0] for k, v in values.items()}
 
 
 def _is_list(annotation: Any) -> bool:
@@ -303,7 +337,10 @@ def _read_body(endpoint: Endpoint, request: Request) -> Any:
     if media == FORM:
         from urllib.parse import parse_qsl
 
-        return dict(parse_qsl(text, keep_blank_values=True))
+        try:
+            return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
+        except UnicodeDecodeError:
+            raise errors.BadRequest("the form body is not valid UTF-8") from None
     if not text.strip():
         raise errors.BadRequest("the body is empty; send a JSON object")
     try:
@@ -332,12 +369,13 @@ def _nul_at(value: Any, path: tuple[str | int, ...] = ()) -> list[str | int] | N
     return None
 
 
-def _nul_problem(loc: list[str | int]) -> dict[str, Any]:
+def _field_problem(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
+    """One entry of a 422's `errors`, shaped like pydantic's (see `validation_errors`)."""
     return {
         "loc": loc,
         "field": ".".join(str(part) for part in loc),
-        "message": "NUL characters are not accepted",
-        "type": "nul_character",
+        "message": message,
+        "type": kind,
     }
 
 
@@ -347,18 +385,10 @@ def _reject_constant(name: str) -> Any:
 
 def validation_errors(exc: ValidationError, source: str) -> list[dict[str, Any]]:
     """pydantic's errors as `{loc, field, message, type}` with the input's source first."""
-    problems = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = [source, *err["loc"]]
-        problems.append(
-            {
-                "loc": loc,
-                "field": ".".join(str(part) for part in loc),
-                "message": err["msg"],
-                "type": err["type"],
-            }
-        )
-    return problems
+    return [
+        _field_problem([source, *err["loc"]], err["msg"], err["type"])
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 _adapters: dict[type, TypeAdapter[Any]] = {}
@@ -397,7 +427,9 @@ def _cacheable(request: Request, body: bytes, cache_control: str) -> Response:
 
     etag = hashlib.blake2b(body, digest_size=16).hexdigest()
     headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control}
-    if etag in request.if_none_match:
+    # Weak comparison (RFC 9110 §13.1.2): a proxy that compresses the body marks the ETag
+    # weak (W/"…"), and the client sending that back still has this representation.
+    if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
     return Response(body, status=200, mimetype=JSON, headers=headers)
 
@@ -408,13 +440,29 @@ def _finish_headers(request: Request, response: Response, ctx: Context) -> None:
     headers["X-Request-ID"] = ctx.request_id
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Cache-Control", "no-store")
+    if get_settings().cors_origins:
+        # The answer depends on Origin (with or without Access-Control-Allow-Origin), so a
+        # shared cache must not hand one origin's copy, or a copy without one, to another.
+        headers.add("Vary", "Origin")
     origin = request.headers.get("Origin")
     if origin and _origin_allowed(origin):
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Expose-Headers"] = (
             "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, ETag"
         )
-        headers.add("Vary", "Origin")
+
+
+def _answer_framework_paths(name: str, handle: Callable[[Request], Response]) -> None:
+    """functions-framework keeps /robots.txt and /favicon.ico for itself and answers them
+    with an HTML 404 that never reaches the unit. Its app is being built (named after the
+    target) while the unit's module loads: send that 404 to the unit, which answers as for
+    any unknown path (a problem document with a request id, logged and counted)."""
+    register = getattr(sys.modules.get("functions_framework"), "errorhandler", None)
+    app = getattr(register, "__self__", None)
+    # Only the app being built for this unit: an older one (tests, tools that import units)
+    # may have served requests already, and Flask refuses set-up on those.
+    if isinstance(app, Flask) and app.name == name and not app._got_first_request:
+        app.register_error_handler(404, lambda _exc: handle(current_request))
 
 
 def _origin_allowed(origin: str) -> bool:
@@ -447,8 +495,6 @@ def client_ip(request: Request) -> str:
 
 
 def _is_integrity_error(exc: Exception) -> bool:
-    import sys
-
     sa_exc = sys.modules.get("sqlalchemy.exc")
     return sa_exc is not None and isinstance(exc, sa_exc.IntegrityError)
 
