@@ -28,8 +28,11 @@ def read_me(ctx: Context) -> UserOut:
     return UserOut.model_validate(accounts.get_user(ctx.db, ctx.user.user_id))
 
 
-# What could take the account away (its e-mail, its password, the account itself) needs the
-# person, never an API key: these endpoints ask for a scope no key can be granted.
+# What could take an account away (its e-mail, its password, the account itself) needs the
+# person, never an API key: these endpoints ask for a scope no key can be granted. So does
+# setting any account's credentials or role: an admin's key with users:write could otherwise
+# give an account it controls (its own owner's, another admin's, a new one) a password it
+# knows, and sign in with every scope.
 ACCOUNT = "account:owner"
 
 
@@ -67,7 +70,7 @@ def list_users(query: UserFilter, ctx: Context) -> Page[UserOut]:
     return Page[UserOut](items=[UserOut.model_validate(u) for u in rows], next_cursor=cursor)
 
 
-@unit.post("/users/", access="admin", status=201, errors=(409,))
+@unit.post("/users/", access="admin", status=201, errors=(409,), key_scope=ACCOUNT)
 def create_user(body: AdminUserCreate, ctx: Context) -> UserOut:
     """Create an account with any role."""
     return UserOut.model_validate(accounts.admin_create(ctx.db, body))
@@ -79,13 +82,13 @@ def read_user(path: UserPath, ctx: Context) -> UserOut:
     return UserOut.model_validate(accounts.get_user(ctx.db, path.user_id))
 
 
-@unit.patch("/users/{user_id}", access="admin", errors=(409,))
+@unit.patch("/users/{user_id}", access="admin", errors=(409,), key_scope=ACCOUNT)
 def update_user(path: UserPath, body: AdminUserUpdate, ctx: Context) -> UserOut:
     """Change an account: role, activation, e-mail, name or password."""
     return UserOut.model_validate(accounts.admin_update(ctx.db, path.user_id, body))
 
 
-@unit.delete("/users/{user_id}", access="admin", errors=(409,))
+@unit.delete("/users/{user_id}", access="admin", errors=(409,), key_scope=ACCOUNT)
 def delete_user(path: UserPath, ctx: Context) -> None:
     """Delete an account (never the last admin)."""
     accounts.delete_user(ctx.db, path.user_id)

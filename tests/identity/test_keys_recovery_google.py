@@ -126,6 +126,44 @@ def test_recovery_answers_202_either_way_and_mails_real_users(
     assert _mail_to("nobody@example.com") == []
 
 
+def _reset_link(email: str) -> str:
+    from imangor.services.sessions import create_reset_token
+
+    with session_scope() as session:
+        made = create_reset_token(session, email)
+        assert made is not None
+        return made[1]
+
+
+def _reset(client: Client, token: str) -> int:
+    body = {"token": token, "new_password": "an attacker's passphrase"}
+    return int(client.post("/auth/reset-password", json=body).status_code)
+
+
+def test_reset_links_die_when_the_password_or_the_address_changes(
+    client: Client, make_account: Any
+) -> None:
+    # A reset ends the links sent before it.
+    account = make_account()
+    first, second = _reset_link(account.email), _reset_link(account.email)
+    assert _reset(client, first) == 204
+    assert _reset(client, second) == 422
+    # So does a password change.
+    account = make_account()
+    link = _reset_link(account.email)
+    change = {"current_password": account.password, "new_password": "a new passphrase here"}
+    assert (
+        client.post("/users/me/password", json=change, headers=account.headers).status_code == 200
+    )
+    assert _reset(client, link) == 422
+    # And a new address: a link in the old mailbox no longer sets a password.
+    account = make_account()
+    link = _reset_link(account.email)
+    moved = {"email": f"moved-{account.email}", "current_password": account.password}
+    assert client.patch("/users/me", json=moved, headers=account.headers).status_code == 200
+    assert _reset(client, link) == 422
+
+
 def test_reset_with_a_made_up_token_is_422(client: Client) -> None:
     response = client.post(
         "/auth/reset-password", json={"token": "made-up", "new_password": "brand new passphrase"}
@@ -277,3 +315,30 @@ def test_api_keys_cannot_take_the_account_away(client: Client, make_account: Any
         json={"current_password": me.password, "new_password": "a thief's passphrase"},
     )
     assert password.status_code == 403
+
+
+def test_an_admin_key_cannot_set_credentials_or_roles(client: Client, make_account: Any) -> None:
+    """users:write on an admin's key reads and edits names, but it cannot give any account
+    (its owner's, another admin's, a new one) a password, an address or a role it chooses:
+    that would sign the key's holder in with every scope."""
+    admin, other = make_account("admin"), make_account("admin")
+    secret = client.post(
+        "/api-keys/",
+        json={"name": "ops", "scopes": ["users:read", "users:write"]},
+        headers=admin.headers,
+    ).json["secret"]
+    key = {"X-API-Key": secret}
+    assert client.get("/users/", headers=key).status_code == 200
+    for target in (admin, other):
+        for change in ({"email": "thief@example.com"}, {"password": "a thief's passphrase"}):
+            url = f"/users/{target.id}"
+            assert client.patch(url, json=change, headers=key).status_code == 403
+    new = {"email": "minted@example.com", "password": "a thief's passphrase", "role": "admin"}
+    assert client.post("/users/", json=new, headers=key).status_code == 403
+    assert client.delete(f"/users/{other.id}", headers=key).status_code == 403
+    # Signed in, the admin still manages accounts.
+    renamed = client.patch(
+        f"/users/{other.id}", json={"email": "renamed@example.com"}, headers=admin.headers
+    )
+    assert renamed.status_code == 200
+    assert renamed.json["email_verified"] is False  # nobody has proved the new address

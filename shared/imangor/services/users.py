@@ -14,7 +14,7 @@ from imangor.auth.passwords import hash_password, verify_password
 from imangor.auth.principal import Principal
 from imangor.config import get_settings
 from imangor.errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
-from imangor.models import ApiKey, RefreshToken, User
+from imangor.models import ApiKey, PasswordResetToken, RefreshToken, User
 from imangor.schemas.tasks import SendEmail
 from imangor.schemas.users import (
     AdminUserCreate,
@@ -124,6 +124,7 @@ def update_me(session: Session, caller: Principal, data: UserUpdateMe) -> User:
         )
         user.email = data.email
         user.email_verified = False
+        void_reset_links(session, user.id)  # links mailed to the old address die with it
     if data.full_name is not None:
         user.full_name = data.full_name
     session.flush()
@@ -146,6 +147,7 @@ def change_password(session: Session, user_id: uuid.UUID, current: str, new: str
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
+    void_reset_links(session, user.id)
     session.flush()
     return user
 
@@ -190,6 +192,8 @@ def admin_update(session: Session, user_id: uuid.UUID, data: AdminUserUpdate) ->
         if _email_taken(session, data.email, user.id):
             raise Conflict("an account with this e-mail already exists")
         user.email = data.email
+        user.email_verified = False  # nobody has proved this address yet
+        void_reset_links(session, user.id)
     if data.password is not None:
         check_password_policy(data.password.get_secret_value(), user.email)
         user.hashed_password = hash_password(data.password.get_secret_value())
@@ -225,9 +229,10 @@ def _keep_an_admin(session: Session, leaving: uuid.UUID) -> None:
 
 
 def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> None:
-    """Revoke every refresh family and API key, and make every access token issued so far
-    invalid: after a reset or a takeover by the address's real owner, nothing minted before
-    keeps working. The account row is locked first, as a refresh locks it."""
+    """Revoke every refresh family, API key and unused reset link, and make every access
+    token issued so far invalid: after a reset or a takeover by the address's real owner,
+    nothing minted before keeps working. The account row is locked first, as a refresh
+    locks it."""
     session.execute(select(User.id).where(User.id == user_id).with_for_update())
     session.execute(
         update(RefreshToken)
@@ -240,3 +245,15 @@ def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> None:
         .values(revoked_at=func.now())
     )
     session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=func.now()))
+    void_reset_links(session, user_id)
+
+
+def void_reset_links(session: Session, user_id: uuid.UUID) -> None:
+    """Mark every unused password-reset link of the account used: once its password was
+    reset or changed, or its address changed, an older link (perhaps sitting in a mailbox
+    that is no longer the owner's) must not set a password any more."""
+    session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=func.now())
+    )
