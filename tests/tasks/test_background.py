@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import requests
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 from werkzeug.test import Client
 
 from imangor import metrics
@@ -41,6 +42,17 @@ def flaky(payload: Flaky) -> dict[str, Any]:
     if count <= payload.fail_times:
         raise RuntimeError(f"boom {count}")
     return {"runs": count}
+
+
+class BrokenSql(TaskPayload, task="broken_sql", queue="high-priority"):
+    key: str
+
+
+@task
+def broken_sql(payload: BrokenSql, session: Session) -> dict[str, Any]:
+    """Fails inside the database, which aborts the transaction (as a statement timeout does)."""
+    session.execute(text("SELECT 1 / 0"))
+    return {}
 
 
 @pytest.fixture(autouse=True)
@@ -119,6 +131,17 @@ def test_exhausted_task_is_dead_with_its_error(dispatcher: Any) -> None:
         assert local is not None
         # The last attempt answers 2xx once the job is recorded dead, so Cloud Tasks stops.
         assert (local.status, local.dispatch_count) == ("done", 3)
+
+
+def test_a_handler_failing_in_the_database_is_recorded_and_dies_at_the_last_attempt(
+    dispatcher: Any,
+) -> None:
+    job_id = enqueue_committed(BrokenSql(key=uuid.uuid4().hex))
+    wait_for(lambda: job(job_id).status == "dead")
+    dead = job(job_id)
+    assert dead.attempts == 3  # every attempt was recorded, not rolled back with the handler
+    assert dead.error is not None
+    assert "division by zero" in dead.error
 
 
 def _deliver(

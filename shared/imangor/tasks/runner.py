@@ -59,20 +59,20 @@ def run(session: Session, name: str, job_id: uuid.UUID, payload: Any, attempt: i
         _finish(job, "dead", error=f"invalid payload: {exc}")
         metrics.count_dead_task(name)
         return job
-    with session.begin_nested():  # the handler's changes, undone alone if it fails
-        try:
-            kwargs: dict[str, Any] = {"payload": data}
-            if handler.wants_session:
-                kwargs["session"] = session
+    kwargs: dict[str, Any] = {"payload": data}
+    if handler.wants_session:
+        kwargs["session"] = session
+    try:
+        # The handler's changes, undone alone if it fails. The failure leaves the block first,
+        # so the savepoint is rolled back (which also ends an aborted transaction, as after a
+        # statement timeout) before the attempt is recorded.
+        with session.begin_nested():
             result = handler.func(**kwargs)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            failure = exc
-        else:
-            _finish(job, "succeeded", result=result or {})
-            metrics.count_task_run(name, "succeeded")
-            return job
-    return _failed(session, job, attempt, error, failure)
+    except Exception as exc:
+        return _failed(session, job, attempt, f"{type(exc).__name__}: {exc}", exc)
+    _finish(job, "succeeded", result=result or {})
+    metrics.count_task_run(name, "succeeded")
+    return job
 
 
 def _failed(session: Session, job: Job, attempt: int, error: str, exc: Exception) -> Job:
