@@ -122,6 +122,9 @@ BAD_PRODUCTS = [
         id="huge attributes",
     ),
     pytest.param({"attributes": _attrs(**{"bad key!": 1})}, "body.attributes", id="bad key"),
+    pytest.param(
+        {"attributes": _attrs(**{"color\n": "red"})}, "body.attributes", id="key with newline"
+    ),
     pytest.param({"attributes": "home"}, "body.attributes", id="attributes not an object"),
 ]
 
@@ -134,6 +137,24 @@ def test_bad_product_is_422_and_writes_nothing(
     before = counts()
     response = client.post("/products/", json=body, headers=staff.headers)
     assert field in fields(problem(response, 422))
+    assert counts() == before
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"name": "a", "price": "1", "attributes": {"category": "x", "w": 1e400}}',
+        '{"name": "a", "price": "1", "attributes": {"category": "x", "w": [-1e999]}}',
+    ],
+)
+def test_attribute_numbers_beyond_float_are_422_not_500(
+    client: Client, staff: Any, raw: str
+) -> None:
+    before = counts()
+    response = client.post(
+        "/products/", data=raw, content_type="application/json", headers=staff.headers
+    )
+    assert "body.attributes" in fields(problem(response, 422))
     assert counts() == before
 
 

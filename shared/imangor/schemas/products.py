@@ -8,6 +8,7 @@ money through a binary float.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import datetime
@@ -51,7 +52,7 @@ MAX_EXTRA_KEYS = 20
 MAX_DEPTH = 3  # an attribute value may nest objects/arrays this many levels deep
 MAX_ATTRIBUTES_BYTES = 8192
 MAX_STRING = 500
-_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")  # the whole name: fullmatch, not $
 
 
 class ProductAttributes(BaseModel):
@@ -70,7 +71,7 @@ class ProductAttributes(BaseModel):
         if len(extras) > MAX_EXTRA_KEYS:
             raise ValueError(f"at most {MAX_EXTRA_KEYS} attributes besides category/description")
         for key, value in extras.items():
-            if not _KEY.match(key):
+            if not _KEY.fullmatch(key):
                 raise ValueError(f"attribute name {key[:40]!r} must match {_KEY.pattern}")
             _check_value(key, value, depth=0)
         size = len(json.dumps(self.model_dump(), ensure_ascii=False).encode())
@@ -88,8 +89,10 @@ def _check_value(path: str, value: Any, depth: int) -> None:
             _check_value(f"{path}.{name}", child, depth + 1)
     elif isinstance(value, str) and len(value) > MAX_STRING:
         raise ValueError(f"attribute {path} is longer than {MAX_STRING} characters")
-    elif isinstance(value, float) and value != value:  # NaN never reaches here from JSON
-        raise ValueError(f"attribute {path} is not a number")
+    elif isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN or Infinity, but 1e400 parses to inf, and PostgreSQL's jsonb
+        # refuses it: refused here as a 422 instead of failing there as a 500.
+        raise ValueError(f"attribute {path} is not a finite number")
 
 
 class ProductIn(Input):

@@ -131,10 +131,12 @@ def search_products(open_session: Callable[[], Session], query: ProductQuery) ->
 
 
 def normalised(query: ProductQuery) -> dict[str, Any]:
-    """The query's identity: equal searches give equal dicts (whitespace, case and number
-    spelling do not matter), so they share a cache entry and their cursors."""
+    """The query's identity: equal searches give equal dicts (whitespace and number spelling
+    do not matter), so they share a cache entry and their cursors. Case does matter here:
+    Python's lower() and PostgreSQL's differ (final sigma, dotted İ), so two spellings that
+    Python folds together can be different searches to the database."""
     return {
-        "q": query.q.lower() if query.q else None,
+        "q": query.q,
         "category": query.category,
         "min_price": _money(query.min_price),
         "max_price": _money(query.max_price),
