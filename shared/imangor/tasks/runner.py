@@ -69,7 +69,7 @@ def run(session: Session, name: str, job_id: uuid.UUID, payload: Any, attempt: i
         with session.begin_nested():
             result = handler.func(**kwargs)
     except Exception as exc:
-        return _failed(session, job, attempt, f"{type(exc).__name__}: {exc}", exc)
+        return _failed(session, job, attempt, _public_error(exc), exc)
     _finish(job, "succeeded", result=result or {})
     metrics.count_task_run(name, "succeeded")
     return job
@@ -80,13 +80,22 @@ def _failed(session: Session, job: Job, attempt: int, error: str, exc: Exception
     if last:
         _finish(job, "dead", error=error)
         metrics.count_dead_task(job.kind)
-        log.error("task %s %s is dead after %d attempts: %s", job.kind, job.id, attempt, error)
+        message = "task %s %s is dead after %d attempts: %s"
+        log.error(message, job.kind, job.id, attempt, error, exc_info=exc)
         return job
     job.status, job.error = "failed", error
     metrics.count_task_run(job.kind, "failed")
     session.commit()  # keep the attempt's record; the error answer must not roll it back
     log.warning("task %s %s failed attempt %d: %s", job.kind, job.id, attempt, error, exc_info=exc)
     raise TaskFailed(f"attempt {attempt} failed; Cloud Tasks will retry")
+
+
+def _public_error(exc: Exception) -> str:
+    """What the job's owner reads in GET /jobs/{id}: the error's type and first line, at most
+    500 characters. A database error's later lines carry the SQL and its parameters; those
+    go to the log (with the stack) only."""
+    first_line = next(iter(str(exc).splitlines()), "")
+    return f"{type(exc).__name__}: {first_line}"[:500]
 
 
 def _finish(
