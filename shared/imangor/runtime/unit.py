@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from flask import Flask, Request, Response
 from flask import request as current_request
@@ -294,8 +295,6 @@ def _query(request: Request, model: type[BaseModel]) -> dict[str, Any]:
     """Query parameters, decoded strictly: invalid UTF-8 is a 400, not a replacement
     character or the escape kept as text. A repeated key becomes a list where the model
     expects one; anywhere else it is a 422 instead of one of its values picked silently."""
-    from urllib.parse import parse_qsl
-
     try:
         text = request.query_string.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
@@ -335,8 +334,6 @@ def _read_body(endpoint: Endpoint, request: Request) -> Any:
     except UnicodeDecodeError:
         raise errors.BadRequest("the body is not valid UTF-8") from None
     if media == FORM:
-        from urllib.parse import parse_qsl
-
         try:
             return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
         except UnicodeDecodeError:
