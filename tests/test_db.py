@@ -85,6 +85,9 @@ def test_outbox_push_waits_until_the_request_connection_is_back() -> None:
         ("postgresql://u@db.internal:5432/db", "prefer"),  # libpq's and pg8000's default
         ("postgresql://u@127.0.0.1/db?sslmode=require", "require"),
         ("postgresql://u@db.internal/db?sslmode=verify%2Dfull", "verify-full"),  # %-encoded
+        # The driver connects to ?host= when given: that host decides, not the authority's.
+        ("postgresql://u@127.0.0.1/db?host=192.0.2.2&port=5432", "prefer"),
+        ("postgresql://u@/db?host=/cloudsql/p:r:i", "disable"),  # a unix socket
     ],
 )
 def test_sslmode_is_read_as_libpq_reads_it(url: str, mode: str) -> None:

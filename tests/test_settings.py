@@ -89,3 +89,48 @@ def test_a_unit_that_sends_mail_refuses_the_log_backend_in_production() -> None:
         smtp_host="smtp.example.com",
     )
     smtp.check_needs(("mail",))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RATE_LIMIT_DEFAULT", "120/0"),  # a 0 s window would expire the counter on every hit
+        ("LOGIN_LIMIT_PER_ACCOUNT", "0/300"),  # 0 requests would refuse everyone
+        ("REDIS_TIMEOUT", "inf"),  # every request would fail computing its deadline
+        ("DB_POOL_TIMEOUT", "inf"),
+        ("SMTP_PORT", "-5"),
+    ],
+)
+def test_nonsensical_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_configuration_error_names_the_setting_never_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imangor.config import ConfigurationError, get_settings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:Hunter2pw@db/app?sslmode=on")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError) as raised:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    message = str(raised.value)
+    assert "DATABASE_URL" in message and "sslmode" in message
+    assert "Hunter2pw" not in message
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_production_refuses_a_weak_first_admin_password() -> None:
+    strong = {**PRODUCTION, "secret_key": "s" * 40, "first_admin_email": "admin@example.com"}
+    for weak in ("a", "changeme", "short-pw"):
+        with pytest.raises(ValidationError, match="FIRST_ADMIN_PASSWORD") as raised:
+            Settings(_env_file=None, **strong, first_admin_password=weak)  # type: ignore[arg-type]
+        assert f"'{weak}'" not in str(raised.value.errors(include_input=False))
+    Settings(_env_file=None, **strong, first_admin_password="a long admin passphrase")  # type: ignore[arg-type]

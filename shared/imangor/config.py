@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KEY_ADVICE = (
@@ -20,6 +20,9 @@ KEY_ADVICE = (
 SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")  # libpq's, less allow
 SSL_KEYS = ("sslmode", "sslrootcert")  # libpq's client certificate keys are not supported
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+# requests/seconds, both at least 1: a 0-second window would expire the counter on every hit
+# (no limit at all), and 0 requests would refuse everyone.
+RATE = r"^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}$"
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "local-dev-secret"})
 LOCAL_SECRET = "local-dev-secret"  # noqa: S105 - refused in production  # nosec B105
 
@@ -74,12 +77,14 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(
         0, ge=0, le=50, description="extra connections; >0 opens and closes them (churn)"
     )
-    db_pool_timeout: float = Field(10.0, gt=0, description="seconds to wait for a connection")
+    db_pool_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds to wait for a connection"
+    )
     db_pool_recycle: int = Field(1800, ge=30, description="seconds before a connection is renewed")
     db_statement_timeout_ms: int = Field(15000, ge=0, description="per-statement limit, 0 = none")
 
     redis_url: str | None = Field(None, description="redis://host:port/db; none = embedded")
-    redis_timeout: float = Field(0.5, gt=0, description="socket timeout of Redis calls (s)")
+    redis_timeout: float = Field(0.5, gt=0, le=60, description="socket timeout of Redis calls (s)")
 
     cors_origins: list[str] = Field(
         [], description='allowed origins, JSON list, e.g. ["https://app.x"]'
@@ -90,7 +95,7 @@ class Settings(BaseSettings):
         0, ge=0, le=5, description="X-Forwarded-For entries appended by our own proxies (LB: 2)"
     )
     rate_limit_default: str = Field(
-        "120/60", pattern=r"^\d+/\d+$", description="requests/seconds per caller and endpoint"
+        "120/60", pattern=RATE, description="requests/seconds per caller and endpoint"
     )
     cache_ttl_seconds: int = Field(
         60, ge=1, le=86400, description="how long a cached catalog answer lives in Redis"
@@ -108,16 +113,16 @@ class Settings(BaseSettings):
         2, ge=1, le=32, description="password hashes run at once per instance (memory bound)"
     )
     login_limit_per_account: str = Field(
-        "10/300", pattern=r"^\d+/\d+$", description="login attempts per e-mail"
+        "10/300", pattern=RATE, description="login attempts per e-mail"
     )
     login_limit_per_ip: str = Field(
-        "50/300", pattern=r"^\d+/\d+$", description="login attempts per client IP"
+        "50/300", pattern=RATE, description="login attempts per client IP"
     )
     recovery_limit_per_account: str = Field(
-        "3/3600", pattern=r"^\d+/\d+$", description="recovery requests per e-mail"
+        "3/3600", pattern=RATE, description="recovery requests per e-mail"
     )
     recovery_limit_per_ip: str = Field(
-        "20/3600", pattern=r"^\d+/\d+$", description="recovery requests per client IP"
+        "20/3600", pattern=RATE, description="recovery requests per client IP"
     )
     login_fail_closed: bool = Field(
         True, description="refuse logins (503) when Redis is down instead of skipping limits"
@@ -180,7 +185,7 @@ class Settings(BaseSettings):
     )
     email_from: str = Field("no-reply@imangor.dev", description="From: of outgoing mail")
     smtp_host: str | None = Field(None, description="SMTP server (email_backend=smtp)")
-    smtp_port: int = Field(587, description="SMTP port (STARTTLS)")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (STARTTLS)")
     smtp_user: str | None = Field(None, description="SMTP user")
     smtp_password: SecretStr | None = Field(None, description="SMTP password")
     password_reset_url: str = Field(
@@ -223,6 +228,14 @@ class Settings(BaseSettings):
                 raise ValueError("certificate URLs must be https:// in production")
             if self.tasks_backend == "cloud" and not (self.tasks_project and self.oidc_audience):
                 raise ValueError("TASKS_BACKEND=cloud needs TASKS_PROJECT and OIDC_AUDIENCE")
+            admin_password = self.first_admin_password
+            if admin_password is not None and (
+                len(admin_password.get_secret_value()) < self.password_min_length
+                or admin_password.get_secret_value().lower() in PLACEHOLDER_SECRETS
+            ):
+                raise ValueError(
+                    "FIRST_ADMIN_PASSWORD is a placeholder or shorter than PASSWORD_MIN_LENGTH"
+                )
         return self
 
     @property
@@ -276,8 +289,13 @@ def database_tls(url: str) -> tuple[str, str | None]:
             raise ValueError(f"DATABASE_URL: {key} is given more than once")
     mode = query.get("sslmode", [None])[0]
     root_cert = query.get("sslrootcert", [None])[0] or None
+    if len(query.get("host", [])) > 1:
+        raise ValueError("DATABASE_URL: host is given more than once")
+    # The driver connects to ?host= when it is given: that host decides, not the authority's.
+    host = query.get("host", [parts.hostname])[0]
     if mode is None:
-        mode = "disable" if parts.hostname in _LOOPBACK or not parts.hostname else "prefer"
+        local = not host or host in _LOOPBACK or host.startswith("/")  # "/…": a socket
+        mode = "disable" if local else "prefer"
     if mode not in SSL_MODES:
         raise ValueError(f"DATABASE_URL: sslmode must be one of {', '.join(SSL_MODES)}")
     if mode == "verify-ca" and root_cert is None:
@@ -285,7 +303,19 @@ def database_tls(url: str) -> tuple[str, str | None]:
     return mode, root_cert
 
 
+class ConfigurationError(RuntimeError):
+    """Settings that failed validation: each bad setting named with the reason, never with
+    its value (a rejected DATABASE_URL or password must not reach the start-up log)."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, validated on first use (so a bad value fails at start)."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        reasons = [
+            f"{'.'.join(str(part) for part in error['loc']).upper() or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise ConfigurationError("invalid configuration: " + "; ".join(reasons)) from None
