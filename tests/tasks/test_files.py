@@ -84,6 +84,38 @@ def test_upload_complete_process_download_delete(
     assert client.get(f"/files/{ticket['id']}", headers=me.headers).status_code == 404
 
 
+def test_a_deleted_files_upload_url_leaves_nothing_behind(
+    client: Client, make_account: Any
+) -> None:
+    """A signed URL cannot be revoked: an object PUT through it after the delete is removed
+    by the cleanup job once the URL has expired, not left in the bucket with no row."""
+    from datetime import timedelta
+
+    from imangor import storage
+    from imangor.services.files import remove_abandoned_uploads
+
+    me = make_account()
+    ticket = start(client, me).json
+    file_url = f"/files/{ticket['id']}"
+    assert client.delete(file_url, headers=me.headers).status_code == 204
+    assert client.get(file_url, headers=me.headers).status_code == 404
+    assert client.delete(file_url, headers=me.headers).status_code == 404
+    assert client.post(f"{file_url}/complete", headers=me.headers).status_code == 404
+    assert put(ticket, CONTENT).ok  # the URL is still valid: the object is back
+    object_name = f"uploads/{me.id}/{ticket['id']}"
+    assert storage.bucket().get_blob(object_name) is not None
+
+    def swept(at: datetime) -> bool:
+        with session_scope() as session:
+            remove_abandoned_uploads(session, at)
+        with session_scope() as session:
+            return session.get(StoredFile, uuid.UUID(ticket["id"])) is None
+
+    assert not swept(datetime.now(UTC))  # the URL has not expired: a PUT may still come
+    assert swept(datetime.now(UTC) + timedelta(hours=2))
+    assert storage.bucket().get_blob(object_name) is None
+
+
 def test_complete_before_upload_is_409(client: Client, make_account: Any) -> None:
     me = make_account()
     ticket = start(client, me).json

@@ -11,15 +11,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 from imangor.models.base import Base, Timestamps, UUIDPrimaryKey
 from imangor.models.user import User
 
-FILE_STATUSES = ("pending", "uploaded", "ready", "rejected")
+FILE_STATUSES = ("pending", "uploaded", "ready", "rejected", "deleted")
 
 
 class StoredFile(UUIDPrimaryKey, Timestamps, Base):
-    """pending (URL issued) → uploaded (object checked) → ready (checksum recorded)."""
+    """pending (URL issued) → uploaded (object checked) → ready (checksum recorded).
+
+    A deleted file keeps its row (status `deleted`) until its signed upload URL has expired:
+    such a URL cannot be revoked, and an object PUT through it after the delete is removed
+    by the cleanup job then, instead of staying in the bucket with no row pointing at it."""
 
     __tablename__ = "files"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'uploaded', 'ready', 'rejected')", name="status"),
+        CheckConstraint(
+            "status IN ('pending', 'uploaded', 'ready', 'rejected', 'deleted')", name="status"
+        ),
         CheckConstraint("size > 0", name="size_positive"),
         Index("ix_files_owner_created", "owner_id", "created_at", "id"),
         Index("ix_files_status_created", "status", "created_at"),

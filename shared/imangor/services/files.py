@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from imangor import storage
@@ -18,6 +18,9 @@ from imangor.models import StoredFile
 from imangor.schemas.files import FileIn
 
 ABANDONED_AFTER = timedelta(days=1)
+# A PUT that started before its URL expired may still be writing: deleted files are swept
+# this long after their upload URL's expiry.
+UPLOAD_GRACE = timedelta(hours=1)
 
 
 def _field_error(field: str, message: str, kind: str) -> ValidationFailed:
@@ -63,7 +66,7 @@ def get_owned(
 ) -> StoredFile:
     """The caller's file; another user's file is 'not found', like a missing one."""
     row = session.get(StoredFile, file_id, with_for_update=lock)
-    if row is None or row.owner_id != owner:
+    if row is None or row.owner_id != owner or row.status == "deleted":
         raise NotFound("no such file")
     return row
 
@@ -94,7 +97,7 @@ def complete_upload(session: Session, owner: uuid.UUID, file_id: uuid.UUID) -> S
 def process_upload(session: Session, file_id: uuid.UUID) -> dict[str, Any]:
     """Background: stream the object to compute its SHA-256; the file becomes ready."""
     row = session.get(StoredFile, file_id, with_for_update=True)
-    if row is None:
+    if row is None or row.status == "deleted":
         return {"status": "gone"}
     if row.status == "ready":
         return {"status": "ready", "sha256": row.sha256}
@@ -121,9 +124,11 @@ def download_url(
 
 
 def delete_file(session: Session, owner: uuid.UUID, file_id: uuid.UUID) -> None:
+    """The object goes now; the row stays, as `deleted`, until the cleanup job has removed
+    whatever the still-valid upload URL may put there later (see StoredFile)."""
     row = get_owned(session, owner, file_id, lock=True)
     _delete_object(row.object_name)
-    session.delete(row)
+    row.status = "deleted"
 
 
 def _delete_object(object_name: str) -> None:
@@ -134,12 +139,22 @@ def _delete_object(object_name: str) -> None:
 
 
 def remove_abandoned_uploads(session: Session, now: datetime) -> int:
-    """Pending or rejected uploads older than a day: their object (if any) and row go."""
+    """Pending or rejected uploads older than a day, and deleted files whose upload URL has
+    expired (with a grace for a PUT still writing): their object (if any) and row go."""
+    url_life = timedelta(minutes=get_settings().upload_url_minutes)
     rows = session.scalars(
         select(StoredFile)
         .where(
-            StoredFile.status.in_(("pending", "rejected")),
-            StoredFile.created_at < now - ABANDONED_AFTER,
+            or_(
+                and_(
+                    StoredFile.status.in_(("pending", "rejected")),
+                    StoredFile.created_at < now - ABANDONED_AFTER,
+                ),
+                and_(
+                    StoredFile.status == "deleted",
+                    StoredFile.created_at < now - url_life - UPLOAD_GRACE,
+                ),
+            )
         )
         .limit(1000)
     ).all()
