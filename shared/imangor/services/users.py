@@ -124,7 +124,7 @@ def update_me(session: Session, caller: Principal, data: UserUpdateMe) -> User:
         )
         user.email = data.email
         user.email_verified = False
-        void_reset_links(session, user.id)  # links mailed to the old address die with it
+        _void_reset_links(session, user.id)  # links mailed to the old address die with it
     if data.full_name is not None:
         user.full_name = data.full_name
     session.flush()
@@ -147,7 +147,7 @@ def change_password(session: Session, user_id: uuid.UUID, current: str, new: str
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
-    void_reset_links(session, user.id)
+    _void_reset_links(session, user.id)
     session.flush()
     return user
 
@@ -193,7 +193,7 @@ def admin_update(session: Session, user_id: uuid.UUID, data: AdminUserUpdate) ->
             raise Conflict("an account with this e-mail already exists")
         user.email = data.email
         user.email_verified = False  # nobody has proved this address yet
-        void_reset_links(session, user.id)
+        _void_reset_links(session, user.id)
     if data.password is not None:
         check_password_policy(data.password.get_secret_value(), user.email)
         user.hashed_password = hash_password(data.password.get_secret_value())
@@ -245,10 +245,10 @@ def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> None:
         .values(revoked_at=func.now())
     )
     session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=func.now()))
-    void_reset_links(session, user_id)
+    _void_reset_links(session, user_id)
 
 
-def void_reset_links(session: Session, user_id: uuid.UUID) -> None:
+def _void_reset_links(session: Session, user_id: uuid.UUID) -> None:
     """Mark every unused password-reset link of the account used: once its password was
     reset or changed, or its address changed, an older link (perhaps sitting in a mailbox
     that is no longer the owner's) must not set a password any more."""
