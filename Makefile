@@ -14,7 +14,7 @@ install:  ## create .venv from the lock (installs uv first if missing)
 	@$(UV) sync --frozen --quiet
 
 dev: install  ## run every unit on http://127.0.0.1:8080 (PORT overrides; embedded services if unset)
-	$(RUN) python -m infra.dev
+	$(RUN) python -m infra.local.dev
 
 test: install  ## lint, types, bandit, derived-file drift, then every test on real PostgreSQL/Redis
 	$(RUN) ruff check .
@@ -35,7 +35,7 @@ migrate: install  ## upgrade DATABASE_URL to the newest schema, create the first
 	$(RUN) python -m imangor.migrate
 
 seed: install  ## load N products (default 10000) and N/10 orders into DATABASE_URL
-	$(RUN) python -m imangor.seed --products $(or $(N),10000) --orders $$(( $(or $(N),10000) / 10 ))
+	$(RUN) python -m infra.local.seed --products $(or $(N),10000) --orders $$(( $(or $(N),10000) / 10 ))
 
 bench: install  ## run every benchmark (results in bench/results/, summarised in the README)
 	$(RUN) python bench/cold_start.py --runs 30

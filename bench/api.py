@@ -5,7 +5,8 @@ beside a bare Flask + pg8000 endpoint doing the same primary-key query.
 
 - Database: a dedicated `imangor_bench` on the local PostgreSQL (BENCH_ADMIN_URL, default
   postgresql://postgres@127.0.0.1:5432/postgres), migrated and seeded once with
-  `python -m imangor.seed` (reused by later runs); Redis db 9 on 127.0.0.1:6379 (BENCH_REDIS_URL).
+  `python -m infra.local.seed` (reused by later runs); Redis db 9 on 127.0.0.1:6379
+  (BENCH_REDIS_URL).
 - Servers: `functions-framework --target <unit> --source functions/<unit>/main.py` (gunicorn
   gthread: 1 worker × 4×CPU threads, as on Cloud Run) on 127.0.0.1, default pool settings;
   the baseline is the same gunicorn running a bare Flask app with one pg8000 connection per
@@ -119,7 +120,7 @@ def prepare(products: int, orders: int) -> None:
         print(f"bench database has {have:,} products: reusing it", file=sys.stderr)
         return
     print(f"seeding {products - have:,} products and {orders:,} orders", file=sys.stderr)
-    seed = [*run, "imangor.seed", "--products", str(products - have), "--orders", str(orders)]
+    seed = [*run, "infra.local.seed", "--products", str(products - have), "--orders", str(orders)]
     subprocess.run([*seed, "--seed", str(1000 + have)], env=server_env(), check=True, cwd=ROOT)
 
 
@@ -163,7 +164,7 @@ def fixtures(rng: random.Random) -> Fixtures:
     os.environ.update(SECRET_KEY=SECRET, DATABASE_URL=db_url(DATABASE), REDIS_URL=REDIS_URL)
     from imangor.auth.tokens import issue_access_token
     from imangor.config import get_settings
-    from imangor.seed import ADJECTIVES, CATEGORIES
+    from infra.local.seed import ADJECTIVES, CATEGORIES
 
     get_settings.cache_clear()
     tokens = [issue_access_token(user, "customer")[0] for user in users]
@@ -452,7 +453,7 @@ def order_requests(fx: Fixtures) -> Callable[[int, int], Iterator[Request]]:
 def category_pages(rng: random.Random, categories: list[str], count: int) -> list[str]:
     """Category pages in a price band holding ~40% of the category (as a shop's filters do),
     sorted by price or newest; the bands are random, so each URL is a cache miss."""
-    from imangor.seed import CATEGORIES
+    from infra.local.seed import CATEGORIES
 
     pages = []
     for _ in range(count):

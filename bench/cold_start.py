@@ -164,7 +164,7 @@ class Seed:
     user_id: uuid.UUID
     product_id: uuid.UUID
     job_id: uuid.UUID
-    signer: Any  # imangor.tasks.local.LocalSigner
+    signer: Any  # infra.local.tasks.LocalSigner
 
 
 def seed(oidc_dir: Path) -> Seed:
@@ -172,7 +172,7 @@ def seed(oidc_dir: Path) -> Seed:
     from imangor.auth.passwords import hash_password
     from imangor.db import session_scope
     from imangor.models import Item, Job, Order, Product, User
-    from imangor.tasks.local import LocalSigner
+    from infra.local.tasks import LocalSigner
 
     with session_scope() as session:
         user = User(
@@ -1074,7 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="imangor-bench-") as tmp:
         work = Path(tmp)
         configure_this_process()
-        from imangor.runtime.registry import unit_names
+        from imangor.registry import unit_names
 
         available = unit_names()
         units = [u.strip() for u in args.units.split(",") if u.strip()] or available

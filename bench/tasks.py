@@ -64,7 +64,7 @@ from bench.common import (
 )
 
 if TYPE_CHECKING:
-    from imangor.tasks.local import LocalSigner
+    from infra.local.tasks import LocalSigner
 
 HOST = "127.0.0.1"  # the only address this benchmark talks to
 ADMIN_URL = f"postgresql://postgres@{HOST}:5432/postgres"
@@ -320,7 +320,7 @@ class Latency:
 
 def drain(signer: LocalSigner, jobs: int, label: str, deadline: float) -> Throughput:
     """Commit a backlog, then time a fresh dispatcher draining it."""
-    from imangor.tasks.local import LocalDispatcher
+    from infra.local.tasks import LocalDispatcher
 
     empty_tables()
     backlog, enqueue_seconds = enqueue_backlog(jobs, deadline)
@@ -340,7 +340,7 @@ def paced(
     signer: LocalSigner, label: str, jobs: int, rate: float, poll: float, deadline: float
 ) -> Latency:
     """Commit jobs at a steady rate while a dispatcher runs; per-job latencies."""
-    from imangor.tasks.local import LocalDispatcher
+    from infra.local.tasks import LocalDispatcher
 
     empty_tables()
     dispatcher = LocalDispatcher(signer, poll_seconds=poll).start()
@@ -365,14 +365,16 @@ def rate_cap_lifted(queue: str) -> Iterator[None]:
     """The queue's max_dispatches_per_second out of the way (its concurrency unchanged)."""
     from dataclasses import replace
 
-    from imangor.tasks import queues
+    from infra.local import tasks as local_tasks
 
-    configured = queues.QUEUES[queue]
-    queues.QUEUES[queue] = replace(configured, max_dispatches_per_second=1_000_000.0)
+    shipped = local_tasks.inventory_queues
+    queues = shipped()
+    queues[queue] = replace(queues[queue], max_dispatches_per_second=1_000_000.0)
+    local_tasks.inventory_queues = lambda inventory=None: queues
     try:
         yield
     finally:
-        queues.QUEUES[queue] = configured
+        local_tasks.inventory_queues = shipped
 
 
 @dataclass
@@ -458,9 +460,9 @@ class Run:
 
 
 def report(run: Run) -> list[str]:
-    from imangor.tasks.queues import QUEUES
+    from infra.local.tasks import inventory_queues
 
-    queue = QUEUES[QUEUE]
+    queue = inventory_queues()[QUEUE]
     floor, baseline = run.baselines[0].rate, run.baselines[1].rate
     rows = [
         [
@@ -584,7 +586,7 @@ def main() -> int:
         parser.error("--rate is in (0, 500], --baseline-seconds in (0, 60], --deadline ≤ 900")
 
     with tempfile.TemporaryDirectory(prefix="imangor-bench-tasks-") as tmp:
-        from imangor.tasks.local import LocalSigner
+        from infra.local.tasks import LocalSigner
 
         signer = LocalSigner(Path(tmp) / "oidc")
         port = free_port()
@@ -594,15 +596,14 @@ def main() -> int:
             os.environ.pop(key, None)
         os.environ.update(env)
         from imangor.config import get_settings
-        from imangor.tasks.local import LocalDispatcher
-        from imangor.tasks.queues import QUEUES
+        from infra.local.tasks import LocalDispatcher
 
         get_settings.cache_clear()
         settings = get_settings()
         prepare_database(env)
         stamp_commits()
         probe = LocalDispatcher(signer)  # how wide its delivery pool is, as built
-        concurrency = min(probe._pool._max_workers, QUEUES[QUEUE].max_concurrent_dispatches)
+        concurrency = min(probe._pool._max_workers, probe.queues[QUEUE].max_concurrent_dispatches)
         shipped_poll = probe.poll_seconds  # its default, as make dev runs it
         probe.stop()
         run = Run(

@@ -14,8 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from imangor.config import get_settings
+from imangor.registry import FUNCTIONS_DIR, REGISTRY, load_all_units
 from imangor.runtime.openapi import build_openapi
-from imangor.runtime.registry import FUNCTIONS_DIR, REGISTRY, load_all_units
 
 ROOT = Path(__file__).resolve().parents[1]
 API_VERSION = "1.0.0"
@@ -66,11 +66,12 @@ def _with_settings_table(text: str) -> str:
 
 
 def inventory() -> dict[str, object]:
-    """What Terraform deploys, read from the code: one Cloud Run service per unit (with the
-    path prefixes the load balancer sends to it), the task queues and the scheduled jobs."""
+    """What Terraform deploys and the local stack runs, read from the one registry: a Cloud
+    Run service per unit (with the path prefixes the load balancer sends to it), the task
+    queues, which queue each task goes to, the Cloud Scheduler jobs and the API-key scopes."""
     from imangor.config import Settings
-    from imangor.tasks.queues import QUEUES
 
+    load_all_units()
     defaults = Settings.model_fields
     prefixes = REGISTRY.path_prefixes()
     units = {}
@@ -80,6 +81,7 @@ def inventory() -> dict[str, object]:
         units[unit] = {
             **deploy,
             "paths": sorted(p for p, owner in prefixes.items() if owner == unit),
+            "routes": sorted(f"{e.method} {e.path}" for e in REGISTRY.for_unit(unit)),
             "entry_point": unit,
             "source": f"functions/{unit}/main.py",
         }
@@ -89,8 +91,21 @@ def inventory() -> dict[str, object]:
             "pool_size": defaults["db_pool_size"].default,
             "max_overflow": defaults["db_max_overflow"].default,
         },
-        "queues": {name: asdict(q) for name, q in QUEUES.items()},
-        "schedules": {},
+        "queues": {name: asdict(q) for name, q in sorted(REGISTRY.queues.items())},
+        "tasks": {
+            name: {"queue": task.queue, "path": task.path}
+            for name, task in sorted(REGISTRY.tasks.items())
+        },
+        "schedules": {
+            name: {
+                "schedule": job.schedule,
+                "time_zone": job.time_zone,
+                "path": job.path,
+                "description": job.description,
+            }
+            for name, job in sorted(REGISTRY.schedules.items())
+        },
+        "api_key_scopes": sorted(REGISTRY.grantable_scopes),
     }
 
 

@@ -72,7 +72,7 @@ def services() -> Iterator[dict[str, str]]:
             if _answers("127.0.0.1", 5432):
                 admin_url = LOCAL_PG
             else:
-                from infra.embedded import EmbeddedPostgres
+                from infra.local.embedded import EmbeddedPostgres
 
                 tmp = stack.enter_context(_tmpdir("pg"))
                 admin_url = stack.enter_context(EmbeddedPostgres(tmp))
@@ -86,7 +86,7 @@ def services() -> Iterator[dict[str, str]]:
             if _answers(*LOCAL_REDIS):
                 redis_url = f"redis://127.0.0.1:6379/{15 - index}"
             else:
-                from infra.embedded import EmbeddedRedis
+                from infra.local.embedded import EmbeddedRedis
 
                 tmp = stack.enter_context(_tmpdir("redis"))
                 redis_url = stack.enter_context(EmbeddedRedis(tmp))
@@ -114,7 +114,7 @@ SCHEDULER_ACCOUNT = "scheduler@local.test"
 @pytest.fixture(scope="session")
 def signer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The test session's stand-in for Google's signing key (OIDC and Google sign-in)."""
-    from imangor.tasks.local import LocalSigner
+    from infra.local.tasks import LocalSigner
 
     return LocalSigner(tmp_path_factory.mktemp("oidc"))
 
@@ -143,10 +143,13 @@ def configured(services: dict[str, str], signer: Any) -> Iterator[None]:
     for key in ("INSTANCE_CONNECTION_NAME", "FIRST_ADMIN_EMAIL", "FIRST_ADMIN_PASSWORD"):
         os.environ.pop(key, None)
     from imangor.config import get_settings
+    from imangor.db import get_engine
     from imangor.migrate import upgrade
+    from infra.local.tasks import prepare
 
     get_settings.cache_clear()
     upgrade()
+    prepare(get_engine())  # the local dispatcher's table and TASKS_BACKEND=local's queue
     yield
     from imangor.db import dispose_engine
     from imangor.redis_client import reset_redis
@@ -166,8 +169,10 @@ def clean_state(configured: None) -> Iterator[None]:
     from imangor.db import get_engine
     from imangor.models import all_metadata
     from imangor.redis_client import get_redis
+    from infra.local.tasks import LocalBase
 
-    tables = ", ".join(f'"{t.name}"' for t in all_metadata().sorted_tables)
+    every = [*all_metadata().sorted_tables, *LocalBase.metadata.sorted_tables]
+    tables = ", ".join(f'"{t.name}"' for t in every)
     with get_engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     try:
@@ -181,7 +186,7 @@ def clean_state(configured: None) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def app(configured: None) -> Any:
     """The whole API as one WSGI app: every unit, through functions-framework."""
-    from infra.dev import build_app
+    from infra.local.dev import build_app
 
     return build_app()
 
@@ -208,7 +213,7 @@ def live_server(app: Any) -> Iterator[str]:
 @pytest.fixture
 def dispatcher(live_server: str, signer: Any) -> Iterator[Any]:
     """The local Cloud Tasks stand-in, delivering to the live server over real HTTP."""
-    from imangor.tasks.local import LocalDispatcher
+    from infra.local.tasks import LocalDispatcher
 
     running = LocalDispatcher(signer, poll_seconds=0.05).start()
     yield running
@@ -285,7 +290,7 @@ def storage_emulator(configured: None, tmp_path_factory: pytest.TempPathFactory)
     client, which signs URLs with a locally generated service-account key."""
     from imangor.config import get_settings
     from imangor.storage import reset_client
-    from infra.local_storage import LocalStorage
+    from infra.local.storage import LocalStorage
 
     saved = dict(os.environ)
     with LocalStorage(None, "imangor-test") as env:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from imangor.runtime.registry import unit_names
+from imangor.registry import unit_names
 from tests.conftest import ROOT
 
 HEAVY = (

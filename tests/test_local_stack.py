@@ -52,7 +52,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         FIRST_ADMIN_PASSWORD="a long admin passphrase",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.dev", "--run-cron", "cleanup"],
+        [sys.executable, "-m", "infra.local.dev", "--run-cron", "cleanup"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

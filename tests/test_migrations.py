@@ -48,6 +48,7 @@ def test_upgrade_matches_models_then_downgrade_and_upgrade_again(scratch_db: Eng
     assert _diff(scratch_db) == [], "models and migrations differ: run alembic autogenerate"
     tables = set(inspect(scratch_db).get_table_names())
     assert {"users", "items", "products", "orders"} <= tables
+    assert "local_tasks" not in tables  # the local stack's own table, never production's
 
     downgrade("base")
     assert set(inspect(scratch_db).get_table_names()) <= {"alembic_version"}

@@ -26,7 +26,7 @@ def test_committed_derived_files_match_the_code() -> None:
 
 
 def test_every_registered_endpoint_is_documented_with_problem_responses() -> None:
-    from imangor.runtime.registry import REGISTRY
+    from imangor.registry import REGISTRY
     from infra.generate import derived_files
 
     document = json.loads(next(iter(derived_files().values())))

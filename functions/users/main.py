@@ -1,6 +1,11 @@
 """users unit: your account, admins' user management, and API keys."""
 
+# The runtime comes first: it pauses the garbage collector while the unit starts.
+# isort: off
 from imangor.runtime import Context, Deploy, Unit
+
+# isort: on
+from imangor.registry import ACCOUNT_SCOPE
 from imangor.schemas.common import Page
 from imangor.schemas.users import (
     AdminUserCreate,
@@ -29,11 +34,11 @@ def read_me(ctx: Context) -> UserOut:
 
 
 # What could take an account away (its e-mail, its password, the account itself) needs the
-# person, never an API key: these endpoints ask for a scope no key can be granted. So does
-# setting any account's credentials or role: an admin's key with users:write could otherwise
-# give an account it controls (its own owner's, another admin's, a new one) a password it
-# knows, and sign in with every scope.
-ACCOUNT = "account:owner"
+# person, never an API key (ACCOUNT_SCOPE is a scope no key can be granted). So does setting
+# any account's credentials or role: an admin's key with users:write could otherwise give an
+# account it controls (its own owner's, another admin's, a new one) a password it knows, and
+# sign in with every scope.
+ACCOUNT = ACCOUNT_SCOPE
 
 
 @unit.patch("/users/me", errors=(409,))

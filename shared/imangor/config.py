@@ -145,7 +145,8 @@ class Settings(BaseSettings):
         description="certificates that sign service OIDC tokens (file:// only locally)",
     )
     tasks_backend: Literal["local", "cloud"] = Field(
-        "local", description="local: the dev dispatcher (PostgreSQL); cloud: Cloud Tasks"
+        "local",
+        description="local: the dispatcher `make dev` runs (infra/local); cloud: Cloud Tasks",
     )
     tasks_project: str | None = Field(None, description="project of the Cloud Tasks queues")
     tasks_location: str = Field("europe-west1", description="region of the Cloud Tasks queues")

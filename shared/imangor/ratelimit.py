@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from imangor.errors import RateLimited, ServiceUnavailable
 
 if TYPE_CHECKING:
+    from imangor.registry import Endpoint
     from imangor.runtime.context import Context
-    from imangor.runtime.registry import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def enforce(endpoint: Endpoint, ctx: Context) -> None:
     """Apply the endpoint's limit (its own or RATE_LIMIT_DEFAULT) to this caller and report
     it in the RateLimit-* headers."""
     from imangor.config import get_settings
-    from imangor.runtime.registry import RateLimit
+    from imangor.registry import RateLimit
 
     rule = endpoint.rate_limit
     if rule == "off":
@@ -108,7 +108,7 @@ def limit_attempts(action: str, account: str, client_ip: str) -> None:
     sends mail to the account's owner.
     """
     from imangor.config import get_settings
-    from imangor.runtime.registry import RateLimit
+    from imangor.registry import RateLimit
 
     settings = get_settings()
     if action == "login":

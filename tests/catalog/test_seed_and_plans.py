@@ -31,7 +31,7 @@ def _explain(element: Explain, compiler: Any, **kw: Any) -> str:
 
 def _run_seed(products: int, orders: int, seed_value: int = 7) -> dict[str, int]:
     from imangor.db import get_engine
-    from imangor.seed import seed
+    from infra.local.seed import seed
 
     raw = get_engine().raw_connection()
     try:
@@ -48,7 +48,7 @@ def _run_seed(products: int, orders: int, seed_value: int = 7) -> dict[str, int]
 
 
 def test_seed_is_deterministic_and_realistic() -> None:
-    from imangor.seed import product_rows
+    from infra.local.seed import product_rows
 
     first = list(product_rows(50, 1))
     assert first == list(product_rows(50, 1))

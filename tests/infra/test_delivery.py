@@ -417,7 +417,7 @@ def test_dockerignore_lets_in_exactly_what_the_image_needs() -> None:
         assert dockerignore_excludes(path, patterns), f"{path} would be sent to the build"
     for path in (
         "terraform/generated/inventory.json",
-        "infra/dev.py",
+        "infra/local/dev.py",
         "shared/imangor/__pycache__/x.pyc",
     ):
         assert dockerignore_excludes(path, patterns), f"{path} would be sent to the build"

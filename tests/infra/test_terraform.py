@@ -312,50 +312,6 @@ def test_the_database_refuses_a_plan_over_the_budget() -> None:
 
 # ---- the registry module, evaluated by terraform -------------------------------------------
 
-FULL_INVENTORY: dict[str, Any] = {
-    "database_pool": {"pool_size": 3, "max_overflow": 1},
-    "queues": {
-        "main": {
-            "name": "main",
-            "max_attempts": 5,
-            "min_backoff_seconds": 0.5,
-            "max_backoff_seconds": 300.0,
-            "max_doublings": 5,
-            "max_dispatches_per_second": 50.0,
-            "max_concurrent_dispatches": 20,
-        }
-    },
-    "schedules": {
-        "sweep_outbox": {
-            "schedule": "*/5 * * * *",
-            "time_zone": "UTC",
-            "path": "/cron/sweep_outbox",
-        }
-    },
-    "units": {
-        name: {
-            "concurrency": 8,
-            "cpu": "1",
-            "entry_point": name,
-            "internal": name in ("tasks", "cron"),
-            "max_instances": max_instances,
-            "memory": "512Mi",
-            "min_instances": 1 if name == "health" else 0,
-            "needs": needs,
-            "paths": paths,
-            "source": f"functions/{name}/main.py",
-            "timeout_seconds": 60,
-        }
-        for name, needs, paths, max_instances in [
-            ("cron", ["database", "redis", "storage", "tasks"], ["/cron"], 2),
-            ("docs", [], ["/docs", "/openapi.json"], 3),
-            ("files", ["database", "redis", "storage", "tasks"], ["/files"], 10),
-            ("health", ["database", "redis"], ["/health", "/ready"], 3),
-            ("tasks", ["database", "redis", "tasks"], ["/tasks"], 10),
-        ]
-    },
-}
-
 PLATFORM = {
     "instance_connection_name": "proj:europe-west1:imangor-dev-pg",
     "database_name": "imangor",
@@ -418,16 +374,123 @@ output "registry" {{
 
 @pytest.fixture(scope="module")
 def committed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The registry module's outputs for the committed, generated inventory: what Terraform
+    would create from it (every for_each map the other modules iterate)."""
     if TERRAFORM_BIN is None:
         pytest.skip("terraform CLI not installed")
     return evaluate_registry(tmp_path_factory.mktemp("registry-committed"), inventory())
 
 
-@pytest.fixture(scope="module")
-def full(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if TERRAFORM_BIN is None:
-        pytest.skip("terraform CLI not installed")
-    return evaluate_registry(tmp_path_factory.mktemp("registry-full"), FULL_INVENTORY)
+def declared() -> dict[str, set[str]]:
+    """Everything the code declares, read from the one registry after loading every unit."""
+    from imangor.registry import REGISTRY, load_all_units
+
+    load_all_units()
+    return {
+        "units": set(REGISTRY.units()),
+        "routes": {f"{e.unit} {e.method} {e.path}" for e in REGISTRY.endpoints},
+        "queues": set(REGISTRY.queues),
+        "tasks": {f"{t.name} {t.queue}" for t in REGISTRY.tasks.values()},
+        "schedules": {
+            f"{j.name} {j.schedule} {j.time_zone} {j.path}" for j in REGISTRY.schedules.values()
+        },
+        "scopes": set(REGISTRY.grantable_scopes),
+    }
+
+
+def listed(data: dict[str, Any]) -> dict[str, set[str]]:
+    """The same, as an inventory lists it."""
+    return {
+        "units": set(data["units"]),
+        "routes": {f"{u} {r}" for u, unit in data["units"].items() for r in unit["routes"]},
+        "queues": set(data["queues"]),
+        "tasks": {f"{name} {t['queue']}" for name, t in data["tasks"].items()},
+        "schedules": {
+            f"{name} {j['schedule']} {j['time_zone']} {j['path']}"
+            for name, j in data["schedules"].items()
+        },
+        "scopes": set(data["api_key_scopes"]),
+    }
+
+
+def missing_from_inventory(data: dict[str, Any]) -> dict[str, list[str]]:
+    """What the code declares that the inventory lacks (empty when nothing is)."""
+    code, file = declared(), listed(data)
+    return {kind: sorted(code[kind] - file[kind]) for kind in code if code[kind] - file[kind]}
+
+
+def missing_from_terraform(data: dict[str, Any], outputs: dict[str, Any]) -> dict[str, list[str]]:
+    """What the code declares that Terraform would not create from this inventory: a unit
+    without a service, a public route no load-balancer path reaches, a queue or a
+    Scheduler job that the registry module's for_each maps do not hold."""
+    from imangor.registry import REGISTRY, load_all_units
+
+    load_all_units()
+    missing: dict[str, list[str]] = {}
+    units = outputs["units"]
+    missing["units"] = sorted(set(REGISTRY.units()) - set(units))
+    unrouted = []
+    for endpoint in REGISTRY.endpoints:
+        unit = units.get(endpoint.unit)
+        if unit is None or unit["internal"]:
+            continue  # internal units are reached by their own URL, never the load balancer
+        prefix = "/" + endpoint.path.strip("/").split("/")[0]
+        if prefix not in unit["paths"] or f"{prefix}/*" not in unit["paths"]:
+            unrouted.append(f"{endpoint.method} {endpoint.path}")
+    missing["routes"] = sorted(unrouted)
+    missing["queues"] = sorted(set(REGISTRY.queues) - set(outputs["queues"]))
+    schedules = outputs["schedules"]
+    missing["schedules"] = sorted(
+        name
+        for name, job in REGISTRY.schedules.items()
+        if name not in schedules
+        or schedules[name]["uri"] != f"{outputs['cron_url']}{job.path}"
+        or (schedules[name]["schedule"], schedules[name]["time_zone"])
+        != (job.schedule, job.time_zone)
+    )
+    return {kind: names for kind, names in missing.items() if names}
+
+
+def test_the_inventory_lists_everything_the_code_declares() -> None:
+    assert missing_from_inventory(inventory()) == {}, "run `make inventory`"
+    data = inventory()
+    assert set(data["schedules"]) == {"outbox-sweep", "cleanup", "daily-report"}
+    assert data["schedules"]["outbox-sweep"]["schedule"] == "* * * * *"
+
+
+def test_terraform_would_create_everything_the_code_declares(committed: dict[str, Any]) -> None:
+    assert missing_from_terraform(inventory(), committed) == {}
+    assert set(committed["schedules"]) == set(inventory()["schedules"])
+    assert set(committed["queues"]) == set(inventory()["queues"])
+
+
+def test_a_generator_that_drops_a_schedule_fails_both_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mutation: the generator forgets one schedule (as it once wrote `{}`); the check of
+    the file and the check of what Terraform would create from it both name it."""
+    from imangor.registry import REGISTRY, load_all_units
+    from infra import generate
+
+    load_all_units()
+    real = generate.inventory
+
+    def forgetful() -> dict[str, Any]:
+        data = real()
+        schedules = data["schedules"]
+        assert isinstance(schedules, dict)
+        schedules.pop("daily-report")
+        return data
+
+    monkeypatch.setattr(generate, "inventory", forgetful)
+    mutated = json.loads(generate.derived_files()[INVENTORY])
+    assert "daily-report" in REGISTRY.schedules
+    assert missing_from_inventory(mutated)["schedules"] == [
+        "daily-report 30 1 * * * Etc/UTC /cron/daily-report"
+    ]
+    if TERRAFORM_BIN is not None:
+        outputs = evaluate_registry(tmp_path, mutated)
+        assert missing_from_terraform(mutated, outputs) == {"schedules": ["daily-report"]}
 
 
 def test_registry_deploys_every_unit_of_the_inventory(committed: dict[str, Any]) -> None:
@@ -444,23 +507,31 @@ def test_registry_deploys_every_unit_of_the_inventory(committed: dict[str, Any])
         assert len(unit["account_id"]) <= 30
 
 
-def test_registry_routes_each_public_prefix_and_hides_internal_units(full: dict[str, Any]) -> None:
-    units = full["units"]
-    assert units["docs"]["paths"] == ["/docs", "/docs/*", "/openapi.json", "/openapi.json/*"]
-    assert units["docs"]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
-    for internal in ("tasks", "cron"):
-        assert units[internal]["paths"] == []
-        assert units[internal]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
-        assert units[internal]["audiences"] == [full["oidc_audience"]]
-        assert units[internal]["env"]["FORWARDED_HOPS"] == "1"
-    assert units["health"]["env"]["FORWARDED_HOPS"] == "2"
-    assert units["health"]["audiences"] == []
+def test_registry_routes_each_public_prefix_and_hides_internal_units(
+    committed: dict[str, Any],
+) -> None:
+    units = committed["units"]
+    for name, spec in inventory()["units"].items():
+        if spec["internal"]:
+            assert units[name]["paths"] == []
+            assert units[name]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+            assert units[name]["audiences"] == [committed["oidc_audience"]]
+            assert units[name]["env"]["FORWARDED_HOPS"] == "1"
+        else:
+            expected = sorted(p for prefix in spec["paths"] for p in (prefix, f"{prefix}/*"))
+            assert sorted(units[name]["paths"]) == expected
+            assert units[name]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+            assert units[name]["audiences"] == []
+            assert units[name]["env"]["FORWARDED_HOPS"] == "2"
+    assert {n for n, u in inventory()["units"].items() if u["internal"]} == {"tasks", "cron"}
+    assert units["docs"]["paths"][:2] == ["/docs", "/docs/*"]
 
 
 def test_registry_gives_each_unit_only_the_settings_and_secrets_it_needs(
-    full: dict[str, Any],
+    committed: dict[str, Any],
 ) -> None:
-    units = full["units"]
+    units = committed["units"]
+    pool = inventory()["database_pool"]
     assert units["docs"]["secrets"] == {}
     assert not {k for k in units["docs"]["env"] if k.startswith(("DB_", "TASKS_", "STORAGE_"))}
     assert units["health"]["secrets"] == {
@@ -472,7 +543,10 @@ def test_registry_gives_each_unit_only_the_settings_and_secrets_it_needs(
     assert health["DB_USER"] == "imangor-dev-health@proj.iam"
     assert health["DB_IAM_AUTH"] == "true"
     assert health["DB_IP_TYPE"] == "private"
-    assert (health["DB_POOL_SIZE"], health["DB_MAX_OVERFLOW"]) == ("3", "1")
+    assert (health["DB_POOL_SIZE"], health["DB_MAX_OVERFLOW"]) == (
+        str(pool["pool_size"]),
+        str(pool["max_overflow"]),
+    )
     assert health["INSTANCE_CONNECTION_NAME"] == "proj:europe-west1:imangor-dev-pg"
     assert health["JWT_KEY_ID"] == "k2"
     assert json.loads(health["JWT_PUBLIC_KEYS"]) == {"k2": "PEM"}
@@ -480,8 +554,8 @@ def test_registry_gives_each_unit_only_the_settings_and_secrets_it_needs(
     assert "TASKS_BACKEND" not in health and "STORAGE_BUCKET" not in health
     files = units["files"]["env"]
     assert files["TASKS_BACKEND"] == "cloud"
-    assert files["TASKS_TARGET_URL"] == full["tasks_url"]
-    assert files["OIDC_AUDIENCE"] == full["oidc_audience"]
+    assert files["TASKS_TARGET_URL"] == committed["tasks_url"]
+    assert files["OIDC_AUDIENCE"] == committed["oidc_audience"]
     assert files["STORAGE_BUCKET"] == "proj-imangor-dev-files"
     assert files["STORAGE_SIGNING_ACCOUNT"] == units["files"]["email"]
     assert json.loads(units["cron"]["env"]["OIDC_SERVICE_ACCOUNTS"]) == [
@@ -490,41 +564,44 @@ def test_registry_gives_each_unit_only_the_settings_and_secrets_it_needs(
     assert json.loads(units["tasks"]["env"]["OIDC_SERVICE_ACCOUNTS"]) == [
         PLATFORM["tasks_invoker_email"]
     ]
-    assert full["tasks_url"] == "https://imangor-dev-tasks-123456789.europe-west1.run.app"
+    assert committed["tasks_url"] == "https://imangor-dev-tasks-123456789.europe-west1.run.app"
 
 
-def test_every_setting_terraform_passes_is_one_the_code_reads(full: dict[str, Any]) -> None:
+def test_every_setting_terraform_passes_is_one_the_code_reads(committed: dict[str, Any]) -> None:
     from imangor.config import Settings
 
     known = {name.upper() for name in Settings.model_fields} | {"FUNCTION_TARGET", "THREADS"}
-    units = full["units"].values()
+    units = committed["units"].values()
     passed = {k for unit in units for k in [*unit["env"], *unit["secrets"]]}
-    passed |= {*full["migrate"]["env"], *full["migrate"]["secrets"]}
+    passed |= {*committed["migrate"]["env"], *committed["migrate"]["secrets"]}
     assert passed <= known, f"not settings of imangor.config.Settings: {sorted(passed - known)}"
 
 
-def test_registry_converts_queues_and_schedules(full: dict[str, Any]) -> None:
-    main = full["queues"]["main"]
-    assert (main["min_backoff"], main["max_backoff"]) == ("0.5s", "300s")
-    assert main["max_attempts"] == 5
-    sweep = full["schedules"]["sweep_outbox"]
-    assert sweep["uri"] == f"{full['cron_url']}/cron/sweep_outbox"
-    assert sweep["audience"] == full["oidc_audience"]
-    assert full["migrate"]["env"]["FIRST_ADMIN_EMAIL"] == "admin@example.com"
-    assert full["migrate"]["secrets"]["FIRST_ADMIN_PASSWORD"] == "imangor-dev-first-admin-password"
-    assert full["migrate"]["env"]["DB_USER"] == "imangor-dev-migrate@proj.iam"
+def test_registry_converts_queues_and_schedules(committed: dict[str, Any]) -> None:
+    data = inventory()
+    for name, queue in data["queues"].items():
+        converted = committed["queues"][name]
+        assert converted["min_backoff"] == f"{queue['min_backoff_seconds']:g}s"
+        assert converted["max_backoff"] == f"{queue['max_backoff_seconds']:g}s"
+        assert converted["max_attempts"] == queue["max_attempts"]
+        assert converted["max_dispatches_per_second"] == queue["max_dispatches_per_second"]
+    for name, job in data["schedules"].items():
+        converted = committed["schedules"][name]
+        assert converted["uri"] == f"{committed['cron_url']}{job['path']}"
+        assert converted["audience"] == committed["oidc_audience"]
+    assert committed["migrate"]["env"]["FIRST_ADMIN_EMAIL"] == "admin@example.com"
+    admin_secret = committed["migrate"]["secrets"]["FIRST_ADMIN_PASSWORD"]
+    assert admin_secret == "imangor-dev-first-admin-password"
+    assert committed["migrate"]["env"]["DB_USER"] == "imangor-dev-migrate@proj.iam"
 
 
-def test_registry_computes_the_same_connection_budget(
-    full: dict[str, Any], committed: dict[str, Any]
-) -> None:
-    assert full["connection_demand"] == connection_demand(FULL_INVENTORY, 4)
+def test_registry_computes_the_same_connection_budget(committed: dict[str, Any]) -> None:
     assert committed["connection_demand"] == connection_demand(inventory(), 4)
 
 
 @needs_terraform
 def test_registry_rejects_an_inventory_without_a_public_health_unit(tmp_path: Path) -> None:
-    broken = json.loads(json.dumps(FULL_INVENTORY))
+    broken = inventory()
     broken["units"]["health"]["internal"] = True
     with pytest.raises(AssertionError, match="health"):
         evaluate_registry(tmp_path, broken)
@@ -564,7 +641,7 @@ locals {{
 module "api" {{
   source    = "./api"
   site      = var.site
-  inventory = {{}}
+  inventory = jsondecode(file("{INVENTORY}"))
 {arguments}}}
 """
         )

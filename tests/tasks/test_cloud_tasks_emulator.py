@@ -9,7 +9,7 @@ test key, for the audience and account the emulator stored with the task) and pa
 
 The emulator runs from its own virtualenv (.local/tools/gcloud-tasks-emulator, pinned by
 infra/tools/gcloud-tasks-emulator.txt: it needs protobuf < 5), created on first use and
-reused, through infra/tasks_emulator.py, which binds its gRPC server to 127.0.0.1 only.
+reused, through infra/local/tasks_emulator.py, which binds its gRPC server to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ from sqlalchemy import func, select
 
 from imangor.db import session_scope
 from imangor.models import Job, OutboxEntry, SentEmail
+from imangor.registry import REGISTRY
 from imangor.schemas.tasks import SendEmail
 from imangor.tasks import enqueue
-from imangor.tasks.queues import QUEUES
 from tests.conftest import LIVE_URL, TASKS_ACCOUNT, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".local" / "tools" / "gcloud-tasks-emulator"
 PINS = ROOT / "infra" / "tools" / "gcloud-tasks-emulator.txt"
-LAUNCHER = ROOT / "infra" / "tasks_emulator.py"
+LAUNCHER = ROOT / "infra" / "local" / "tasks_emulator.py"
 PROJECT, LOCATION = "imangor-emulated", "europe-west1"
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC binds 127.0.0.1 as a v4-mapped address
 
@@ -146,7 +146,7 @@ def cloud_tasks(tasks_emulator: Emulator) -> Iterator[Any]:
     channel = grpc.insecure_channel(f"127.0.0.1:{tasks_emulator.port}")
     client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
     parent = client.common_location_path(PROJECT, LOCATION)
-    for name in QUEUES:
+    for name in REGISTRY.queues:
         queue = client.queue_path(PROJECT, LOCATION, name)
         created = client.create_queue(parent=parent, queue=tasks_v2.Queue(name=queue), timeout=10)
         assert created.name == queue

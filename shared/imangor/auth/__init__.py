@@ -12,8 +12,8 @@ from imangor.errors import NotAuthenticated, PermissionDenied
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from imangor.registry import Endpoint
     from imangor.runtime.context import Context
-    from imangor.runtime.registry import Endpoint
 
 __all__ = ["Principal", "authenticate"]
 

@@ -1,7 +1,7 @@
 """SQLAlchemy models, one module per table.
 
 Each model module is imported on first use, so a unit loads only the tables it touches
-(importing all fourteen costs ≈30 ms of cold start). `all_metadata()` imports every one, for
+(importing all thirteen costs ≈30 ms of cold start). `all_metadata()` imports every one, for
 Alembic, the test suite and anything else that needs the complete `Base.metadata`.
 """
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and readers
     from imangor.models.item import Item as Item
     from imangor.models.job import JOB_STATUSES as JOB_STATUSES
     from imangor.models.job import Job as Job
-    from imangor.models.local_task import LocalTask as LocalTask
     from imangor.models.order import ORDER_STATUSES as ORDER_STATUSES
     from imangor.models.order import Order as Order
     from imangor.models.outbox import OutboxEntry as OutboxEntry
@@ -49,7 +48,6 @@ _MODULE_OF = {
     "JOB_STATUSES": "job",
     "CronRun": "cron_run",
     "Job": "job",
-    "LocalTask": "local_task",
     "OutboxEntry": "outbox",
     "ROLES": "user",
     "User": "user",

@@ -4,8 +4,8 @@
 from imangor.runtime import startup  # first: it pauses the collector while the unit starts
 
 # isort: on
+from imangor.registry import FORM, JSON, REGISTRY, Deploy, Endpoint, RateLimit
 from imangor.runtime.context import Context
-from imangor.runtime.registry import FORM, JSON, REGISTRY, Deploy, Endpoint, RateLimit
 from imangor.runtime.unit import Unit
 
 __all__ = [

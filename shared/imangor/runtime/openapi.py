@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from imangor.runtime.registry import JSON, Endpoint, Registry
+from imangor.registry import JSON, Endpoint, Registry
 from imangor.schemas.common import Problem
 
 REF = "#/components/schemas/{model}"

@@ -35,9 +35,7 @@ from imangor.observability import (
     request_id_var,
     trace_var,
 )
-from imangor.runtime import startup
-from imangor.runtime.context import Context
-from imangor.runtime.registry import (
+from imangor.registry import (
     FORM,
     JSON,
     REGISTRY,
@@ -48,6 +46,8 @@ from imangor.runtime.registry import (
     Registry,
     endpoint_from_function,
 )
+from imangor.runtime import startup
+from imangor.runtime.context import Context
 
 log = logging.getLogger("imangor.request")
 F = TypeVar("F", bound=Callable[..., Any])

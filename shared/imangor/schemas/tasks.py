@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from imangor.schemas.common import Output
-from imangor.tasks.registry import TaskPayload
+from imangor.tasks.declare import TaskPayload
 
 # Addresses arrive here already validated (by the request that enqueued the task), so a plain
 # bounded string suffices: EmailStr would load email-validator (≈20 ms) into every unit that

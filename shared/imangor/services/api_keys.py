@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from imangor.errors import NotAuthenticated, NotFound, ValidationFailed
 from imangor.models import ApiKey, User
+from imangor.registry import REGISTRY
 
 PREFIX = "imk_"
-RESOURCES = ("items", "products", "reports", "orders", "files", "jobs", "users")
-GRANTABLE_SCOPES = frozenset(f"{r}:{a}" for r in RESOURCES for a in ("read", "write"))
+GRANTABLE_SCOPES = REGISTRY.grantable_scopes
 LAST_USED_GRANULARITY = timedelta(minutes=1)  # at most one write per key per minute
 
 

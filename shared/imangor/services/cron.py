@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from imangor.errors import NotFound
 from imangor.models import CronRun
-from imangor.tasks.registry import SCHEDULES
+from imangor.registry import REGISTRY
 
 
 def run_scheduled(
@@ -19,7 +19,7 @@ def run_scheduled(
 ) -> tuple[bool, dict[str, Any] | None]:
     """(True, result) after running the job; (False, earlier result) if this schedule time
     already ran. The run marker commits with the job's own changes, or not at all."""
-    job = SCHEDULES.get(name)
+    job = REGISTRY.schedules.get(name)
     if job is None:
         raise NotFound(f"no scheduled job {name!r}")
     claimed = session.execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from imangor.tasks.registry import TaskPayload, scheduled, task
+from imangor.tasks.declare import TaskPayload, scheduled, task
 
 if TYPE_CHECKING:
     from imangor.tasks.outbox import enqueue as enqueue

@@ -1,4 +1,4 @@
-"""Where a job goes once committed: Cloud Tasks, or the local dispatcher's table.
+"""Where a job goes once committed: Cloud Tasks, or the queue the local stack installs.
 
 Both receive the same `TaskRequest`, built in one place, so what runs locally is what Cloud
 Tasks would deliver: URL, body, headers, OIDC identity and a deterministic task name.
@@ -47,29 +47,6 @@ def build_request(job: Job) -> TaskRequest:
 
 class Backend(Protocol):
     def push(self, session: Session, request: TaskRequest) -> None: ...
-
-
-class LocalBackend:
-    """Queue the task in `local_tasks`; the local dispatcher delivers it over HTTP."""
-
-    def push(self, session: Session, request: TaskRequest) -> None:
-        from sqlalchemy.dialects.postgresql import insert
-
-        from imangor.models import LocalTask
-
-        session.execute(
-            insert(LocalTask)
-            .values(
-                name=request.name,
-                queue=request.queue,
-                url=request.url,
-                body=request.body,
-                headers=request.headers,
-                oidc_email=request.oidc_service_account,
-                oidc_audience=request.oidc_audience,
-            )
-            .on_conflict_do_nothing(index_elements=[LocalTask.name])
-        )
 
 
 class CloudTasksBackend:
@@ -128,5 +105,23 @@ def cloud_task(request: TaskRequest, queue_path: str) -> Any:
     )
 
 
+_local_backend: Backend | None = None
+
+
+def install_local_backend(backend: Backend) -> None:
+    """Where jobs go when TASKS_BACKEND=local: the local stack (`infra/local`, which
+    imitates Cloud Tasks on a laptop) installs its queue here. Production code ships none."""
+    global _local_backend
+    _local_backend = backend
+
+
 def get_backend() -> Backend:
-    return CloudTasksBackend() if get_settings().tasks_backend == "cloud" else LocalBackend()
+    if get_settings().tasks_backend == "cloud":
+        return CloudTasksBackend()
+    if _local_backend is None:
+        # The push fails, the job stays in the outbox (nothing is lost) and the log says why.
+        raise RuntimeError(
+            "TASKS_BACKEND=local, but no local task dispatcher runs in this process: "
+            "serve the API with `make dev`, or set TASKS_BACKEND=cloud"
+        )
+    return _local_backend

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from imangor.db import after_close
 from imangor.models import Job, OutboxEntry
 from imangor.tasks.backends import build_request, get_backend
-from imangor.tasks.registry import MAX_PAYLOAD_BYTES, TaskPayload
+from imangor.tasks.declare import MAX_PAYLOAD_BYTES, TaskPayload
 
 log = logging.getLogger(__name__)
 PENDING_KEY = "imangor_outbox"

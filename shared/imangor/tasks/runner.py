@@ -21,8 +21,7 @@ from sqlalchemy.orm import Session
 from imangor import metrics
 from imangor.errors import NotFound, ServiceUnavailable
 from imangor.models import Job
-from imangor.tasks.queues import QUEUES
-from imangor.tasks.registry import HANDLERS
+from imangor.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 RESULT_TTL = timedelta(hours=1)
@@ -43,7 +42,7 @@ def delivery_attempt(headers: Mapping[str, str]) -> int:
 
 
 def run(session: Session, name: str, job_id: uuid.UUID, payload: Any, attempt: int) -> Job:
-    handler = HANDLERS.get(name)
+    handler = REGISTRY.handlers.get(name)
     job = session.get(Job, job_id, with_for_update=True)
     if handler is None or job is None or job.kind != name:
         raise NotFound(f"no {name} job {job_id}")
@@ -76,7 +75,7 @@ def run(session: Session, name: str, job_id: uuid.UUID, payload: Any, attempt: i
 
 
 def _failed(session: Session, job: Job, attempt: int, error: str, exc: Exception) -> Job:
-    last = attempt >= QUEUES[job.queue].max_attempts
+    last = attempt >= REGISTRY.queues[job.queue].max_attempts
     if last:
         _finish(job, "dead", error=error)
         metrics.count_dead_task(job.kind)

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from imangor.errors import Conflict
+from imangor.registry import FORM, JSON, RateLimit, Registry
 from imangor.runtime import Context, Unit
-from imangor.runtime.registry import FORM, JSON, RateLimit, Registry
 from imangor.schemas.common import Input, Output
 
 SAMPLE_REGISTRY = Registry()

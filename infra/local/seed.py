@@ -1,6 +1,6 @@
 """Seed a database with realistic, deterministic catalog data, fast.
 
-    python -m imangor.seed --products 1000000 --orders 200000 [--users 200] [--seed 42]
+    python -m infra.local.seed --products 1000000 --orders 200000 [--users 200] [--seed 42]
 
 Products (names, categories, descriptions, prices, stock, free-form attributes) come from
 word lists through a seeded PRNG, so the same seed always gives the same catalog, ids

@@ -5,6 +5,11 @@ X-CloudTasks-* headers and a Google-style OIDC token (signed by a local key that
 server and the tests know), retries with the queue's backoff, dedup by task name, the
 queue's rate and concurrency limits, and a lease so a dispatcher killed mid-task delivers
 that task again after a restart. Its state is in PostgreSQL, so stopping loses nothing.
+
+Queues and schedules come from `terraform/generated/inventory.json`, the file Terraform
+creates the real queues and Scheduler jobs from, so local and cloud read one contract.
+`local_tasks` is this stack's own table: `prepare()` creates it; the production schema
+(the Alembic migrations) never has it.
 """
 
 from __future__ import annotations
@@ -18,14 +23,95 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import DateTime, Index, LargeBinary, MetaData, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from imangor.tasks.queues import QUEUES
+from imangor.registry import Queue
+from imangor.tasks.backends import TaskRequest, install_local_backend
+from infra.local.inventory import load_inventory
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 GOOGLE_ISSUER = "https://accounts.google.com"
+
+
+class LocalBase(DeclarativeBase):
+    """The local stack's own tables, apart from the production models' metadata."""
+
+    metadata = MetaData()
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class LocalTask(LocalBase):
+    """One task in the local dispatcher's queue (Cloud Tasks' stand-in). It lives in
+    PostgreSQL so that stopping the dev server loses nothing."""
+
+    __tablename__ = "local_tasks"
+    __table_args__ = (Index("ix_local_tasks_due", "status", "next_attempt_at"),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # dedupe, like Cloud Tasks
+    queue: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, str]] = mapped_column(JSONB)
+    oidc_email: Mapped[str | None] = mapped_column(String(320))  # signed in at each dispatch
+    oidc_audience: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    dispatch_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    response_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    leased_until: Mapped[datetime | None]
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LocalBackend:
+    """Queue a committed job's task in `local_tasks` (in the outbox's transaction); the
+    dispatcher delivers it over HTTP. A second push of one task name is dropped."""
+
+    def push(self, session: Session, request: TaskRequest) -> None:
+        session.execute(
+            insert(LocalTask)
+            .values(
+                name=request.name,
+                queue=request.queue,
+                url=request.url,
+                body=request.body,
+                headers=request.headers,
+                oidc_email=request.oidc_service_account,
+                oidc_audience=request.oidc_audience,
+            )
+            .on_conflict_do_nothing(index_elements=[LocalTask.name])
+        )
+
+
+def prepare(engine: Engine) -> None:
+    """Create the local stack's table (if missing) and route TASKS_BACKEND=local to it."""
+    LocalBase.metadata.create_all(engine)
+    install_local_backend(LocalBackend())
+
+
+def inventory_queues(inventory: dict[str, Any] | None = None) -> dict[str, Queue]:
+    """The queues Terraform creates, read from the same inventory."""
+    queues = (inventory or load_inventory())["queues"]
+    return {name: Queue(**spec) for name, spec in queues.items()}
+
+
+def backoff(queue: Queue, retry: int) -> float:
+    """Seconds before retry number `retry` (1-based), as Cloud Tasks computes it: doubling
+    `max_doublings` times from the minimum, then growing linearly, capped at the maximum."""
+    doublings = min(retry - 1, queue.max_doublings)
+    delay = queue.min_backoff_seconds * 2**doublings
+    linear_steps = max(0, retry - 1 - queue.max_doublings)
+    delay += linear_steps * queue.min_backoff_seconds * 2**queue.max_doublings
+    return float(min(delay, queue.max_backoff_seconds))
 
 
 class LocalSigner:
@@ -105,19 +191,21 @@ class LocalDispatcher:
         poll_seconds: float = 0.05,
         lease_seconds: float = 60.0,
         request_timeout: float = 30.0,
+        queues: dict[str, Queue] | None = None,
     ) -> None:
         self.signer = signer
+        self.queues = queues if queues is not None else inventory_queues()
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.request_timeout = request_timeout
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        width = sum(q.max_concurrent_dispatches for q in QUEUES.values())
+        width = sum(q.max_concurrent_dispatches for q in self.queues.values())
         self._pool = ThreadPoolExecutor(max_workers=min(width, 32), thread_name_prefix="dispatch")
         self._slots = {
-            n: threading.Semaphore(q.max_concurrent_dispatches) for n, q in QUEUES.items()
+            n: threading.Semaphore(q.max_concurrent_dispatches) for n, q in self.queues.items()
         }
-        self._last_start = dict.fromkeys(QUEUES, 0.0)
+        self._last_start = dict.fromkeys(self.queues, 0.0)
         self._pace = threading.Lock()
 
     def start(self) -> LocalDispatcher:
@@ -178,7 +266,7 @@ class LocalDispatcher:
         return len(rows)
 
     def _wait_for_rate(self, queue: str) -> None:
-        interval = 1.0 / QUEUES[queue].max_dispatches_per_second
+        interval = 1.0 / self.queues[queue].max_dispatches_per_second
         with self._pace:
             wait = self._last_start[queue] + interval - time.monotonic()
             if wait > 0:
@@ -216,7 +304,7 @@ class LocalDispatcher:
     def _record(self, due: _Due, status: int | None, error: str | None) -> None:
         from imangor.db import get_engine
 
-        queue = QUEUES[due.queue]
+        queue = self.queues[due.queue]
         answered = 1 if status is not None else 0
         if error is None:
             state, delay = "done", 0.0
@@ -224,7 +312,7 @@ class LocalDispatcher:
             state, delay = "dead", 0.0
             log.error("task %s gave up after %d attempts: %s", due.name, due.dispatch_count, error)
         else:
-            state, delay = "pending", queue.backoff(due.dispatch_count)
+            state, delay = "pending", backoff(queue, due.dispatch_count)
         with get_engine().begin() as connection:
             connection.execute(
                 text("""
@@ -244,12 +332,48 @@ class LocalDispatcher:
             )
 
 
-class LocalScheduler:
-    """Cloud Scheduler, locally: POSTs /cron/<name> on each registered schedule, with the
-    X-CloudScheduler-ScheduleTime header and an OIDC token, as Scheduler does."""
+@dataclass(frozen=True)
+class Schedule:
+    """A Cloud Scheduler job as the inventory gives it to Terraform."""
 
-    def __init__(self, signer: LocalSigner, base_url: str, audience: str, email: str) -> None:
+    name: str
+    schedule: str  # cron syntax
+    time_zone: str
+    path: str  # POSTed on the API's base URL (Terraform: on the cron unit's URL)
+
+    def next_after(self, moment: datetime) -> datetime:
+        from zoneinfo import ZoneInfo
+
+        from croniter import croniter
+
+        local = moment.astimezone(ZoneInfo(self.time_zone))
+        following: datetime = croniter(self.schedule, local).get_next(datetime)
+        return following.astimezone(UTC)
+
+
+def inventory_schedules(inventory: dict[str, Any] | None = None) -> dict[str, Schedule]:
+    """The Scheduler jobs Terraform creates, read from the same inventory."""
+    schedules = (inventory or load_inventory())["schedules"]
+    return {
+        name: Schedule(name, spec["schedule"], spec["time_zone"], spec["path"])
+        for name, spec in schedules.items()
+    }
+
+
+class LocalScheduler:
+    """Cloud Scheduler, locally: POSTs each inventory schedule's path when it is due, with
+    the X-CloudScheduler-ScheduleTime header and an OIDC token, as Scheduler does."""
+
+    def __init__(
+        self,
+        signer: LocalSigner,
+        base_url: str,
+        audience: str,
+        email: str,
+        schedules: dict[str, Schedule] | None = None,
+    ) -> None:
         self.signer, self.base_url, self.audience, self.email = signer, base_url, audience, email
+        self.schedules = schedules if schedules is not None else inventory_schedules()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -263,14 +387,17 @@ class LocalScheduler:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def trigger(self, name: str, scheduled_for: datetime | None = None) -> int:
-        """Run one job now (the dev server's `--run-cron NAME`); returns the HTTP status."""
+    def trigger(self, name: str, scheduled_for: datetime | None = None) -> Any:
+        """Run one job now, as Scheduler would at `scheduled_for`; returns the response."""
         import requests
 
+        job = self.schedules.get(name)
+        if job is None:
+            raise KeyError(f"no schedule {name!r}; the inventory has {sorted(self.schedules)}")
         when = (scheduled_for or datetime.now(UTC)).astimezone(UTC)
         token = self.signer.sign(self.audience, self.email)
         response = requests.post(
-            f"{self.base_url}/cron/{name}",
+            f"{self.base_url}{job.path}",
             timeout=600,
             headers={
                 "Authorization": f"Bearer {token}",
@@ -280,18 +407,10 @@ class LocalScheduler:
             },
         )
         log.info("cron %s at %s: %s", name, when.isoformat(), response.status_code)
-        return response.status_code
+        return response
 
     def _loop(self) -> None:
-        from croniter import croniter
-
-        from imangor.tasks.registry import SCHEDULES
-
-        now = datetime.now(UTC)
-        upcoming = {
-            name: croniter(job.schedule, now.astimezone(_zone(job.time_zone))).get_next(datetime)
-            for name, job in SCHEDULES.items()
-        }
+        upcoming = {name: job.next_after(datetime.now(UTC)) for name, job in self.schedules.items()}
         while not self._stop.wait(1.0):
             for name, due in list(upcoming.items()):
                 if datetime.now(UTC) >= due:
@@ -299,10 +418,4 @@ class LocalScheduler:
                         self.trigger(name, due)
                     except Exception as exc:
                         log.warning("cron %s failed: %s", name, exc)
-                    upcoming[name] = croniter(SCHEDULES[name].schedule, due).get_next(datetime)
-
-
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)
+                    upcoming[name] = self.schedules[name].next_after(due)

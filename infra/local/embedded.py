@@ -843,7 +843,7 @@ class EmbeddedRedis(_EmbeddedServer):
         conf.write_text(
             "\n".join(
                 [
-                    "# written by infra/embedded.py on every start: edits are lost",
+                    "# written by infra/local/embedded.py on every start: edits are lost",
                     f"bind {_HOST}",
                     f"port {port}",
                     "protected-mode yes",

@@ -1,7 +1,12 @@
-"""The one registry: every endpoint declares itself here, and everything else is derived.
+"""The one registry: everything the code declares, and from which the rest is derived.
 
-Unit entry points, the local server's routing, the OpenAPI document and the Terraform
-inventory all read `REGISTRY`; nothing keeps a second list that could drift from the code.
+Endpoints (with their unit's deploy settings), task queues, task payloads and handlers,
+scheduled jobs and API-key scopes each register themselves in `REGISTRY`. Unit entry points,
+the local server's routing, the OpenAPI document and the Terraform inventory (which the
+local stack reads too) all come from it; nothing keeps a second list that could drift.
+
+This module is the bottom layer: it imports nothing of imangor, so the runtime, the task
+machinery and the services can all declare into it.
 """
 
 from __future__ import annotations
@@ -107,10 +112,97 @@ class Endpoint:
         return _PARAM.sub(r"<\1>", self.path)
 
 
+@dataclass(frozen=True)
+class Queue:
+    """A Cloud Tasks queue: its retry policy and rate limits (Terraform creates it from the
+    inventory; the task runner dead-letters a job at `max_attempts`)."""
+
+    name: str
+    max_attempts: int  # including the first try; then the job is recorded as dead
+    min_backoff_seconds: float
+    max_backoff_seconds: float
+    max_doublings: int
+    max_dispatches_per_second: float
+    max_concurrent_dispatches: int
+
+
+@dataclass(frozen=True)
+class Task:
+    """A background task: its name (the tasks unit's path /tasks/<name>), the queue it goes
+    to and the pydantic model of its payload."""
+
+    name: str
+    queue: str
+    payload: type[BaseModel]
+
+    @property
+    def path(self) -> str:
+        return f"/tasks/{self.name}"
+
+
+@dataclass(frozen=True)
+class TaskHandler:
+    """`func(payload[, session])` runs one delivery of task `name` (see `imangor.tasks`)."""
+
+    name: str
+    payload: type[BaseModel]
+    func: Callable[..., dict[str, Any] | None]
+    wants_session: bool
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A Cloud Scheduler job: POST `path` (on the cron unit) on `schedule` in `time_zone`."""
+
+    name: str
+    schedule: str  # cron syntax, as Cloud Scheduler takes it
+    time_zone: str
+    func: Callable[..., dict[str, Any] | None]
+    description: str
+
+    @property
+    def path(self) -> str:
+        return f"/cron/{self.name}"
+
+
+# API-key scopes are `<resource>:read|write` for these resources. An endpoint whose scope is
+# anything else (`api-keys:*`, ACCOUNT_SCOPE) cannot be reached with a key at all.
+KEY_RESOURCES = ("items", "products", "reports", "orders", "files", "jobs", "users")
+# What could take an account away (its e-mail, password, role, the account itself) needs the
+# person signed in: endpoints that do it ask for this scope, which no key can be granted.
+ACCOUNT_SCOPE = "account:owner"
+
+
 @dataclass
 class Registry:
     endpoints: list[Endpoint] = field(default_factory=list)
     deploys: dict[str, Deploy] = field(default_factory=dict)
+    queues: dict[str, Queue] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    handlers: dict[str, TaskHandler] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    key_resources: tuple[str, ...] = KEY_RESOURCES
+
+    @property
+    def grantable_scopes(self) -> frozenset[str]:
+        """Every scope an API key may be given."""
+        return frozenset(f"{r}:{a}" for r in self.key_resources for a in ("read", "write"))
+
+    def add_queue(self, queue: Queue) -> None:
+        self.queues[queue.name] = queue
+
+    def add_task(self, task: Task) -> None:
+        if task.queue not in self.queues:
+            raise ValueError(f"{task.payload.__name__}: unknown queue {task.queue!r}")
+        if self.tasks.get(task.name, task) != task:
+            raise ValueError(f"task {task.name!r} is declared twice")
+        self.tasks[task.name] = task
+
+    def add_handler(self, handler: TaskHandler) -> None:
+        self.handlers[handler.name] = handler
+
+    def add_schedule(self, schedule: Schedule) -> None:
+        self.schedules[schedule.name] = schedule
 
     def add(self, endpoint: Endpoint) -> None:
         """Register an endpoint; a unit module executed again (functions-framework and the
@@ -208,7 +300,7 @@ def endpoint_from_function(
     )
 
 
-FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 
 
 def load_unit_module(unit: str, functions_dir: Path = FUNCTIONS_DIR) -> ModuleType:

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL = Path(os.environ.get("IMANGOR_LOCAL_DIR", ROOT / ".local"))  # git-ignored state
 FALLBACK_UNIT = "health"
 TASKS_ACCOUNT = "tasks-invoker@local.test"
@@ -34,7 +34,7 @@ def build_app() -> WSGIApp:
     """One WSGI app dispatching to each unit's functions-framework app by path prefix."""
     import functions_framework
 
-    from imangor.runtime.registry import FUNCTIONS_DIR, REGISTRY, unit_names
+    from imangor.registry import FUNCTIONS_DIR, REGISTRY, unit_names
 
     apps = {
         unit: functions_framework.create_app(  # type: ignore[no-untyped-call]
@@ -55,7 +55,7 @@ def build_app() -> WSGIApp:
 
 def start_services(stack: ExitStack) -> None:
     """Embedded PostgreSQL / Redis for whichever of DATABASE_URL / REDIS_URL is unset."""
-    from infra.embedded import EmbeddedPostgres, EmbeddedRedis
+    from infra.local.embedded import EmbeddedPostgres, EmbeddedRedis
 
     if not os.environ.get("DATABASE_URL") and not os.environ.get("INSTANCE_CONNECTION_NAME"):
         log.info("no DATABASE_URL: starting embedded PostgreSQL (data in .local/postgres)")
@@ -64,7 +64,7 @@ def start_services(stack: ExitStack) -> None:
         log.info("no REDIS_URL: starting embedded Redis (data in .local/redis)")
         os.environ["REDIS_URL"] = stack.enter_context(EmbeddedRedis(LOCAL / "redis"))
     if not os.environ.get("STORAGE_EMULATOR_HOST") and not os.environ.get("STORAGE_BUCKET"):
-        from infra.local_storage import LocalStorage
+        from infra.local.storage import LocalStorage
 
         log.info("no STORAGE_BUCKET: starting the storage emulator (data in .local/storage)")
         stack.enter_context(LocalStorage(LOCAL / "storage", "imangor-local"))
@@ -73,7 +73,7 @@ def start_services(stack: ExitStack) -> None:
 def configure_local_tasks(port: int) -> Any:
     """Cloud Tasks/Scheduler stand-ins sign OIDC tokens with a key kept in .local/oidc; the
     units verify them against its certificate, exactly as they verify Google's."""
-    from imangor.tasks.local import LocalSigner
+    from infra.local.tasks import LocalSigner
 
     signer = LocalSigner(LOCAL / "oidc")
     base = f"http://127.0.0.1:{port}"
@@ -109,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         port = int(os.environ.get("PORT", "8080"))
         signer = configure_local_tasks(port)
         get_settings.cache_clear()
+        from imangor.db import get_engine
         from imangor.migrate import migrate
-        from imangor.tasks.local import LocalDispatcher, LocalScheduler
+        from infra.local.tasks import LocalDispatcher, LocalScheduler, prepare
 
         migrate()
+        prepare(get_engine())
         server = make_server("127.0.0.1", port, build_app(), threaded=True)
         dispatcher = LocalDispatcher(signer).start()
         stack.callback(dispatcher.stop)

@@ -6,7 +6,7 @@ This launcher runs the same server with `grpc.server` wrapped so that the one po
 is bound on 127.0.0.1, and refuses any other address. Run it with the emulator's own
 virtualenv (it imports nothing from this project; see infra/tools/gcloud-tasks-emulator.txt):
 
-    .local/tools/gcloud-tasks-emulator/bin/python infra/tasks_emulator.py --port 0
+    .local/tools/gcloud-tasks-emulator/bin/python infra/local/tasks_emulator.py --port 0
 
 It prints one line, `LISTENING 127.0.0.1:<port>`, once the gRPC server accepts calls, and
 stops on SIGTERM/SIGINT or when the process that started it exits.

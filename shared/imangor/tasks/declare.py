@@ -1,8 +1,9 @@
-"""Task payloads, task handlers and scheduled jobs, each declared once.
+"""Declaring background work: task payloads, their handlers and scheduled jobs.
 
 A payload class names its task and queue; the enqueuer builds one, the handler receives it,
-so the two can never disagree. `@task` and `@scheduled` register handlers served by the tasks
-and cron units; the Terraform inventory lists the schedules from here.
+so the two can never disagree. Each declaration goes into the one registry
+(`imangor.registry.REGISTRY`), from which the tasks and cron units serve them and the
+Terraform inventory lists the queues and schedules.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from imangor.tasks.queues import QUEUES
+from imangor.registry import REGISTRY, Schedule, Task, TaskHandler
+from imangor.tasks import queues as _queues  # noqa: F401  (the queues payloads name)
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_PAYLOAD_BYTES = 100_000  # Cloud Tasks refuses bigger task bodies
@@ -32,26 +33,8 @@ class TaskPayload(BaseModel):
         super().__init_subclass__(**kwargs)
         if not task:
             return
-        if queue not in QUEUES:
-            raise ValueError(f"{cls.__name__}: unknown queue {queue!r}")
-        if task in PAYLOADS:
-            raise ValueError(f"task {task!r} is declared twice")
+        REGISTRY.add_task(Task(task, queue, cls))
         cls.task_name, cls.queue = task, queue
-        PAYLOADS[task] = cls
-
-
-PAYLOADS: dict[str, type[TaskPayload]] = {}
-
-
-@dataclass(frozen=True)
-class TaskHandler:
-    name: str
-    payload: type[TaskPayload]
-    func: Callable[..., dict[str, Any] | None]
-    wants_session: bool
-
-
-HANDLERS: dict[str, TaskHandler] = {}
 
 
 def task(func: F) -> F:
@@ -63,33 +46,18 @@ def task(func: F) -> F:
     if not (isinstance(payload, type) and issubclass(payload, TaskPayload)):
         raise TypeError(f"{func.__qualname__}: annotate `payload` with a TaskPayload subclass")
     wants_session = "session" in inspect.signature(func).parameters
-    HANDLERS[payload.task_name] = TaskHandler(payload.task_name, payload, func, wants_session)
+    REGISTRY.add_handler(TaskHandler(payload.task_name, payload, func, wants_session))
     return func
 
 
-@dataclass(frozen=True)
-class Schedule:
-    name: str
-    schedule: str  # cron syntax, as Cloud Scheduler takes it
-    time_zone: str
-    func: Callable[..., dict[str, Any] | None]
-    description: str
-
-    @property
-    def path(self) -> str:
-        return f"/cron/{self.name}"
-
-
-SCHEDULES: dict[str, Schedule] = {}
-
-
 def scheduled(name: str, schedule: str, time_zone: str = "Etc/UTC") -> Callable[[F], F]:
-    """Register `func(scheduled_for: datetime, session)` to run on `schedule`; it must be
-    idempotent for a given schedule time (the cron unit records each run)."""
+    """Register `func(scheduled_for: datetime, session)` to run on `schedule` (Cloud Scheduler
+    POSTs /cron/<name>); it must be idempotent for a given schedule time (the cron unit
+    records each run)."""
 
     def register(func: F) -> F:
         doc = (inspect.getdoc(func) or name).split("\n")[0]
-        SCHEDULES[name] = Schedule(name, schedule, time_zone, func, doc)
+        REGISTRY.add_schedule(Schedule(name, schedule, time_zone, func, doc))
         return func
 
     return register
