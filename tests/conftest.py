@@ -84,7 +84,10 @@ def services() -> Iterator[dict[str, str]]:
         redis_url = os.environ.get("TEST_REDIS_URL")
         if not redis_url:
             if _answers(*LOCAL_REDIS):
-                redis_url = f"redis://127.0.0.1:6379/{15 - index}"
+                # Two suites at once (two checkouts) set TEST_REDIS_DB_BASE apart: each
+                # worker flushes its own db between tests.
+                base = int(os.environ.get("TEST_REDIS_DB_BASE", "15"))
+                redis_url = f"redis://127.0.0.1:6379/{base - index}"
             else:
                 from infra.local.embedded import EmbeddedRedis
 
