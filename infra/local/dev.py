@@ -111,10 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         get_settings.cache_clear()
         from imangor.db import get_engine
         from imangor.migrate import migrate
+        from infra.local.inventory import stale_sections
         from infra.local.tasks import LocalDispatcher, LocalScheduler, prepare
 
         migrate()
         prepare(get_engine())
+        if stale := stale_sections():
+            log.warning(
+                "terraform/generated/inventory.json is stale (%s): the local dispatcher and "
+                "scheduler run what it says; run `make inventory`",
+                ", ".join(stale),
+            )
         server = make_server("127.0.0.1", port, build_app(), threaded=True)
         dispatcher = LocalDispatcher(signer).start()
         stack.callback(dispatcher.stop)

@@ -11,6 +11,18 @@ from typing import Any
 INVENTORY = Path(__file__).resolve().parents[2] / "terraform" / "generated" / "inventory.json"
 
 
-def load_inventory(path: Path = INVENTORY) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
+def load_inventory(path: Path | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((path or INVENTORY).read_text())
     return data
+
+
+def stale_sections() -> list[str]:
+    """The inventory's sections that no longer match the code (after an edit without `make
+    inventory`): the local stack would run what Terraform would deploy, not what the code
+    says, so the dev server says so at start."""
+    from infra.generate import inventory
+
+    current, committed = inventory(), load_inventory()
+    return sorted(
+        k for k in current.keys() | committed.keys() if current.get(k) != committed.get(k)
+    )
