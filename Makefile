@@ -4,7 +4,7 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: install dev test fmt inventory openapi migrate seed bench help
+.PHONY: install dev test fmt inventory openapi migrate seed cron bench help
 
 help:  ## list the targets
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,8 +34,11 @@ inventory openapi: install  ## regenerate files derived from the registry
 migrate: install  ## upgrade DATABASE_URL to the newest schema, create the first admin
 	$(RUN) python -m imangor.migrate
 
-seed: install  ## load N products (default 10000) and N/10 orders into DATABASE_URL
+seed: install  ## load N products (default 10000) and N/10 orders (DATABASE_URL, else make dev's database)
 	$(RUN) python -m infra.local.seed --products $(or $(N),10000) --orders $$(( $(or $(N),10000) / 10 ))
+
+cron: install  ## run scheduled job NAME now through the running make dev, print its outcome
+	@$(RUN) python -m infra.local.cron $(NAME)
 
 bench: install  ## run every benchmark (results in bench/results/, summarised in the README)
 	$(RUN) python bench/cold_start.py --runs 30

@@ -3,6 +3,7 @@ exactly as in production. These start real processes, so they take a few seconds
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -43,16 +44,21 @@ def _bare_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def local_dir(tmp_path: Path) -> Path:
+    return tmp_path / "local"
+
+
+@pytest.fixture
+def dev_server(local_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = _free_port()
     env = _bare_env(
         PORT=str(port),
-        IMANGOR_LOCAL_DIR=str(tmp_path / "local"),
+        IMANGOR_LOCAL_DIR=str(local_dir),
         FIRST_ADMIN_EMAIL="admin@example.com",
         FIRST_ADMIN_PASSWORD="a long admin passphrase",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.dev", "--run-cron", "cleanup"],
+        [sys.executable, "-m", "infra.local.dev"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -68,7 +74,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 
 
 def test_make_dev_starts_everything_from_nothing_and_stops_cleanly(
-    dev_server: tuple[str, subprocess.Popen[str]],
+    dev_server: tuple[str, subprocess.Popen[str]], local_dir: Path
 ) -> None:
     base, process = dev_server
     assert _wait_http(f"{base}/health").status_code == 200
@@ -85,15 +91,81 @@ def test_make_dev_starts_everything_from_nothing_and_stops_cleanly(
     )
     assert token.status_code == 200  # the first admin was created from the environment
     _an_order_is_confirmed_by_its_task(base, token.json()["access_token"])
+    _make_cron_runs_a_job_through_it(local_dir)
+    _make_seed_fills_its_database(base, local_dir)
     children = psutil.Process(process.pid).children(recursive=True)
     assert any("postgres" in c.name() for c in children)
     process.send_signal(signal.SIGINT)
     assert process.wait(30) == 0
     output = process.stdout.read() if process.stdout else ""
     assert f"Imangor API ready on {base}" in output
-    assert '"message": "cron cleanup at ' in output  # --run-cron ran it at start...
-    assert "POST /cron/cleanup 200" in output  # ...through the cron unit, OIDC-signed
+    assert "POST /cron/cleanup 200" in output  # make cron went through the cron unit
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not (local_dir / "dev.json").exists()
+    stopped = _local_command(local_dir, "infra.local.cron", "cleanup")
+    assert (stopped.returncode, stopped.stdout) == (2, "")
+    assert stopped.stderr == (
+        "error: `make dev` is not running: start it first (in another terminal)\n"
+    )
+    # make dev stopped: make seed starts its embedded database itself, seeds it, stops it.
+    alone = _local_command(local_dir, "infra.local.seed", "--products", "5", "--seed", "7")
+    assert alone.returncode == 0, alone.stderr
+    assert "seeding make dev's embedded database (.local/postgres)" in alone.stderr
+    assert "seeded 5 products" in alone.stderr
+
+
+def test_a_local_command_names_a_bad_setting_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local.seed", "--products", "1"],
+        cwd=ROOT,
+        env=_bare_env(DATABASE_URL="mysql://root@127.0.0.1/db", IMANGOR_LOCAL_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+    assert "database_url" in result.stderr.lower() and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _local_command(local_dir: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A local command (make cron, make seed) as a developer's shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=_bare_env(IMANGOR_LOCAL_DIR=str(local_dir)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _make_cron_runs_a_job_through_it(local_dir: Path) -> None:
+    done = _local_command(local_dir, "infra.local.cron", "cleanup", "--at", "2026-12-04T17:17Z")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["status"] == 200
+    assert printed["outcome"]["ran"] is True
+    assert printed["outcome"]["scheduled_for"] == "2026-12-04T17:17:00Z"
+    again = json.loads(
+        _local_command(local_dir, "infra.local.cron", "cleanup", "--at", "2026-12-04T17:17Z").stdout
+    )
+    assert again["outcome"]["ran"] is False  # once per schedule time, as Scheduler retries
+    unknown = _local_command(local_dir, "infra.local.cron", "nightly")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("error: no scheduled job 'nightly'; jobs: cleanup, ")
+
+
+def _make_seed_fills_its_database(base: str, local_dir: Path) -> None:
+    """With no DATABASE_URL, make seed finds the running make dev's embedded database."""
+    seeded = _local_command(local_dir, "infra.local.seed", "--products", "25", "--quiet")
+    assert seeded.returncode == 0, seeded.stderr
+    assert "seeding the database of the running make dev" in seeded.stderr
+    page = requests.get(f"{base}/products/", params={"limit": 100}, timeout=10).json()
+    assert len(page["items"]) >= 25
 
 
 def _an_order_is_confirmed_by_its_task(base: str, admin_token: str) -> None:

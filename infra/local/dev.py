@@ -15,11 +15,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = Path(os.environ.get("IMANGOR_LOCAL_DIR", ROOT / ".local"))  # git-ignored state
+from infra.local.state import LOCAL, publish, withdraw
+
 FALLBACK_UNIT = "health"
 TASKS_ACCOUNT = "tasks-invoker@local.test"
 SCHEDULER_ACCOUNT = (
@@ -53,8 +52,9 @@ def build_app() -> WSGIApp:
     return dispatch
 
 
-def start_services(stack: ExitStack) -> None:
-    """Embedded PostgreSQL / Redis for whichever of DATABASE_URL / REDIS_URL is unset."""
+def start_services(stack: ExitStack, *, storage: bool = True) -> None:
+    """Embedded PostgreSQL / Redis for whichever of DATABASE_URL / REDIS_URL is unset (and
+    the storage emulator without STORAGE_BUCKET, unless `storage` is False)."""
     from infra.local.embedded import EmbeddedPostgres, EmbeddedRedis
 
     if not os.environ.get("DATABASE_URL") and not os.environ.get("INSTANCE_CONNECTION_NAME"):
@@ -63,7 +63,9 @@ def start_services(stack: ExitStack) -> None:
     if not os.environ.get("REDIS_URL"):
         log.info("no REDIS_URL: starting embedded Redis (data in .local/redis)")
         os.environ["REDIS_URL"] = stack.enter_context(EmbeddedRedis(LOCAL / "redis"))
-    if not os.environ.get("STORAGE_EMULATOR_HOST") and not os.environ.get("STORAGE_BUCKET"):
+    if storage and not (
+        os.environ.get("STORAGE_EMULATOR_HOST") or os.environ.get("STORAGE_BUCKET")
+    ):
         from infra.local.storage import LocalStorage
 
         log.info("no STORAGE_BUCKET: starting the storage emulator (data in .local/storage)")
@@ -94,14 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from imangor.observability import configure_logging
 
     parser = argparse.ArgumentParser(description="Run every unit locally.")
-    parser.add_argument(
-        "--run-cron",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="trigger this scheduled job once at start (repeatable)",
-    )
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)
     configure_logging("INFO")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our access log says it all
     with ExitStack() as stack:
@@ -143,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  health: {base}/health   (Ctrl-C stops everything)",
             flush=True,
         )
-        for name in args.run_cron:
-            threading.Thread(target=scheduler.trigger, args=(name,), daemon=True).start()
+        publish(
+            base_url=base,
+            oidc_audience=audience,
+            database_url=os.environ.get("DATABASE_URL"),
+            redis_url=os.environ.get("REDIS_URL"),
+        )
+        stack.callback(withdraw)
         server.serve_forever()
         log.info("stopping")
     return 0

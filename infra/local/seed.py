@@ -17,15 +17,20 @@ import argparse
 import csv
 import io
 import json
+import os
 import random
 import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TextIO
+
+from infra.local.embedded import EmbeddedServerError
+from infra.local.state import NotRunning, running
 
 # -- word lists ------------------------------------------------------------------------------
 # fmt: off
@@ -373,28 +378,63 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("counts must be positive")
 
     from imangor.cache import CATALOG, bump
+    from imangor.config import ConfigurationError
     from imangor.db import get_engine
 
     started = time.monotonic()
-    raw = get_engine().raw_connection()
-    try:
-        seed(
-            raw.driver_connection,
-            products=args.products,
-            orders=args.orders,
-            users=args.users,
-            seed_value=args.seed,
-            quiet=args.quiet,
-        )
-    finally:
-        raw.close()
-    bump(CATALOG)  # cached answers predate the new rows
+    with ExitStack() as stack:
+        try:
+            where = _database(stack)
+        except (ConfigurationError, NotRunning, EmbeddedServerError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"seeding {where}", file=sys.stderr)
+        raw = get_engine().raw_connection()
+        try:
+            seed(
+                raw.driver_connection,
+                products=args.products,
+                orders=args.orders,
+                users=args.users,
+                seed_value=args.seed,
+                quiet=args.quiet,
+            )
+        finally:
+            raw.close()
+        bump(CATALOG)  # cached answers predate the new rows
     print(
         f"seeded {args.products:,} products and {args.orders:,} orders "
         f"in {time.monotonic() - started:,.1f} s",
         file=sys.stderr,
     )
     return 0
+
+
+def _database(stack: ExitStack) -> str:
+    """Point the settings at the database to seed: DATABASE_URL when set; else the one a
+    running `make dev` uses; else make dev's embedded PostgreSQL (and Redis, whose cached
+    catalog answers must be dropped too), started for the seeding and migrated first."""
+    from imangor.config import get_settings
+    from imangor.db import dispose_engine
+
+    if os.environ.get("DATABASE_URL") or os.environ.get("INSTANCE_CONNECTION_NAME"):
+        get_settings()  # a readable ConfigurationError here, not a traceback later
+        return "DATABASE_URL"
+    try:
+        dev = running()
+        os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = dev["database_url"], dev["redis_url"]
+        where = "the database of the running make dev"
+    except NotRunning:
+        from imangor.migrate import migrate
+        from infra.local.dev import start_services
+
+        start_services(stack, storage=False)
+        get_settings.cache_clear()
+        migrate()
+        where = "make dev's embedded database (.local/postgres)"
+    get_settings.cache_clear()
+    stack.callback(dispose_engine)
+    return where
 
 
 if __name__ == "__main__":
