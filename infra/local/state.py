@@ -35,5 +35,6 @@ def running() -> dict[str, Any]:
         state: dict[str, Any] = json.loads(STATE.read_text())
         os.kill(int(state["pid"]), 0)
     except (OSError, ValueError, KeyError):
-        raise NotRunning("`make dev` is not running: start it first (in another terminal)") from None
+        message = "`make dev` is not running: start it first (in another terminal)"
+        raise NotRunning(message) from None
     return state
