@@ -4,7 +4,7 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: install dev test fmt inventory openapi migrate seed cron bench help
+.PHONY: install dev test test-fast fmt inventory openapi migrate seed cron bench help
 
 help:  ## list the targets
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,6 +23,11 @@ test: install  ## lint, types, bandit, derived-file drift, then every test on re
 	$(RUN) bandit -q -c pyproject.toml -r shared functions infra
 	$(RUN) python -m infra.generate --check
 	$(RUN) pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: install  ## lint, types, then the tests that need no tool environment, browser or subprocess stack
+	$(RUN) ruff check .
+	$(RUN) mypy
+	$(RUN) pytest -n 2 --dist loadgroup -m "not slow and not browser and not tools" $(PYTEST_ARGS)
 
 fmt: install  ## format and fix lint in place
 	$(RUN) ruff format .

@@ -29,11 +29,10 @@ def derived_files() -> dict[Path, str]:
     return {
         FUNCTIONS_DIR / "docs" / "openapi.json": _json(document),
         ROOT / "terraform" / "generated" / "inventory.json": _json(inventory()),
-        readme: _with_settings_table(readme.read_text()),
+        readme: _with_block(
+            _with_block(readme.read_text(), "settings", settings_table()), "units", units_table()
+        ),
     }
-
-
-SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
 
 
 def settings_table() -> str:
@@ -57,12 +56,37 @@ def _plain(value: object) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _with_settings_table(text: str) -> str:
-    head, _, rest = text.partition(SETTINGS_START)
-    _, _, tail = rest.partition(SETTINGS_END)
+def units_table() -> str:
+    """What each unit needs set to run alone (the functions-framework command) and what
+    production adds, read from the units' declared needs and the settings' own checks."""
+    from imangor.config import NEED_SETTINGS
+
+    alone = ("database", "redis")  # Settings.check_needs: no request could succeed without
+    rows = [
+        "| Unit | Needs | Set to run it alone | Production also needs |",
+        "| --- | --- | --- | --- |",
+    ]
+    for unit in REGISTRY.units():
+        needs = sorted(REGISTRY.deploys[unit].needs)
+        local = [NEED_SETTINGS[n] for n in needs if n in alone]
+        more = (["SECRET_KEY (32+ characters)"] if "database" in needs else []) + [
+            NEED_SETTINGS[n] for n in needs if n in ("tasks", "mail")
+        ]
+        rows.append(
+            f"| {unit} | {', '.join(needs) or 'nothing'} | {'; '.join(local) or 'nothing'} "
+            f"| {'; '.join(more) or 'nothing'} |"
+        )
+    return "\n".join(rows)
+
+
+def _with_block(text: str, name: str, content: str) -> str:
+    """Replace what sits between `<!-- name:start -->` and `<!-- name:end -->`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
     if not rest:
         return text
-    return f"{head}{SETTINGS_START}\n{settings_table()}\n{SETTINGS_END}{tail}"
+    return f"{head}{start}\n{content}\n{end}{tail}"
 
 
 def inventory() -> dict[str, object]:

@@ -50,3 +50,21 @@ def test_served_over_real_http(live_server: str) -> None:
     response = requests.get(f"{live_server}/health", timeout=5)
     assert response.status_code == 200
     assert response.headers["X-Request-ID"]
+
+
+def test_text_log_lines_are_readable_and_carry_the_request() -> None:
+    """LOG_FORMAT=text (make dev): one line per event with time, level, logger, message,
+    latency and request id; JSON stays the production format."""
+    import logging
+
+    from imangor.observability import TextFormatter, request_id_var
+
+    record = logging.LogRecord("imangor.request", logging.INFO, "x", 1, "GET /health 200", (), None)
+    record.fields = {"httpRequest": {"latency": "0.012345s"}}
+    token = request_id_var.set("req-12345678")
+    try:
+        line = TextFormatter().format(record)
+    finally:
+        request_id_var.reset(token)
+    assert line.endswith(" INFO  imangor.request  GET /health 200 (12.3 ms) [req-12345678]")
+    assert line[:8].count(":") == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,6 +101,14 @@ def test_make_dev_starts_everything_from_nothing_and_stops_cleanly(
     output = process.stdout.read() if process.stdout else ""
     assert f"Imangor API ready on {base}" in output
     assert "POST /cron/cleanup 200" in output  # make cron went through the cron unit
+    # Readable local output: text lines, the banner, no key-length warnings, no plugin noise.
+    assert "admin:    admin@example.com (FIRST_ADMIN_EMAIL" in output
+    assert f"token:    curl -X POST {base}/auth/token" in output
+    assert "database: postgresql://postgres@127.0.0.1:" in output
+    assert '"severity"' not in output  # no JSON lines locally (LOG_FORMAT=text)
+    assert re.search(r"^\d\d:\d\d:\d\d INFO  imangor.request  POST /auth/token 200", output, re.M)
+    assert "InsecureKeyLengthWarning" not in output
+    assert "setup plugin" not in output
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert not (local_dir / "dev.json").exists()
     stopped = _local_command(local_dir, "infra.local.cron", "cleanup")
@@ -263,3 +272,40 @@ def test_production_units_refuse_to_start_without_what_they_need() -> None:
     assert "DATABASE_URL" in refused.stderr
     # The docs unit needs nothing, so it starts with nothing (least privilege).
     assert _import_unit("docs", ENVIRONMENT="production").returncode == 0
+
+
+def test_a_unit_run_alone_refuses_to_start_without_its_database_and_redis() -> None:
+    """`functions-framework --source functions/products/main.py --target products` with
+    nothing set stops at once with one line naming the settings (it answered 500 before)."""
+    command = [
+        str(Path(sys.executable).parent / "functions-framework"),
+        "--source",
+        "functions/products/main.py",
+        "--target",
+        "products",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(_free_port()),
+    ]
+    refused = subprocess.run(
+        command, cwd=ROOT, env=_bare_env(), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "products unit: configuration incomplete: "
+        "set DATABASE_URL or INSTANCE_CONNECTION_NAME; set REDIS_URL"
+    )
+    docs = subprocess.Popen(
+        [*command[:2], "functions/docs/main.py", "--target", "docs", *command[5:]],
+        cwd=ROOT,
+        env=_bare_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:  # a unit that needs nothing starts with nothing
+        assert _wait_http(f"http://127.0.0.1:{command[-1]}/openapi.json").status_code == 200
+    finally:
+        docs.terminate()
+        docs.wait(10)

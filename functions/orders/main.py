@@ -4,7 +4,7 @@ from imangor.runtime import Context, Deploy, RateLimit, Unit
 from imangor.schemas.common import PageQuery
 from imangor.schemas.orders import OrderHeaders, OrderIn, OrderOut, OrderPage, OrderPath
 
-unit = Unit("orders", Deploy(needs=("database", "redis")))
+unit = Unit("orders", Deploy(needs=("database", "redis", "tasks")))  # enqueues process_order
 # Placing orders takes stock: a tighter limit per customer than RATE_LIMIT_DEFAULT.
 PLACE_LIMIT = RateLimit(10, 60)
 

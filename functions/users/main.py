@@ -24,7 +24,8 @@ from imangor.schemas.users import (
 from imangor.services import api_keys
 from imangor.services import users as accounts
 
-unit = Unit("users", Deploy(needs=("database", "redis"), memory="512Mi"))
+# Enqueues the mail that tells an old address it was changed.
+unit = Unit("users", Deploy(needs=("database", "redis", "tasks"), memory="512Mi"))
 
 
 @unit.get("/users/me")

@@ -58,17 +58,17 @@ def start_services(stack: ExitStack, *, storage: bool = True) -> None:
     from infra.local.embedded import EmbeddedPostgres, EmbeddedRedis
 
     if not os.environ.get("DATABASE_URL") and not os.environ.get("INSTANCE_CONNECTION_NAME"):
-        log.info("no DATABASE_URL: starting embedded PostgreSQL (data in .local/postgres)")
+        log.info("no DATABASE_URL: starting embedded PostgreSQL (data in %s)", LOCAL / "postgres")
         os.environ["DATABASE_URL"] = stack.enter_context(EmbeddedPostgres(LOCAL / "postgres"))
     if not os.environ.get("REDIS_URL"):
-        log.info("no REDIS_URL: starting embedded Redis (data in .local/redis)")
+        log.info("no REDIS_URL: starting embedded Redis (data in %s)", LOCAL / "redis")
         os.environ["REDIS_URL"] = stack.enter_context(EmbeddedRedis(LOCAL / "redis"))
     if storage and not (
         os.environ.get("STORAGE_EMULATOR_HOST") or os.environ.get("STORAGE_BUCKET")
     ):
         from infra.local.storage import LocalStorage
 
-        log.info("no STORAGE_BUCKET: starting the storage emulator (data in .local/storage)")
+        log.info("no STORAGE_BUCKET: starting the storage emulator (data in %s)", LOCAL / "storage")
         stack.enter_context(LocalStorage(LOCAL / "storage", "imangor-local"))
 
 
@@ -87,6 +87,42 @@ def configure_local_tasks(port: int) -> Any:
     return signer
 
 
+def banner(base: str) -> str:
+    """What a newcomer needs once the stack is up: where everything is, who can sign in and
+    how, and what the other local commands do."""
+    from sqlalchemy.engine import make_url
+
+    from imangor.config import get_settings
+
+    settings = get_settings()
+    database = settings.database_url or f"Cloud SQL {settings.instance_connection_name}"
+    if settings.database_url:
+        database = make_url(settings.database_url).render_as_string(hide_password=True)
+    admin = settings.first_admin_email
+    who = (
+        f"{admin} (FIRST_ADMIN_EMAIL, password FIRST_ADMIN_PASSWORD)"
+        if admin
+        else "none: set FIRST_ADMIN_EMAIL and FIRST_ADMIN_PASSWORD and restart "
+        "(only staff and admins manage the catalog)"
+    )
+    email = admin or "you@example.com"
+    return "\n".join(
+        [
+            f"Imangor API ready on {base}",
+            f"  docs:     {base}/docs   (redoc: {base}/redoc)",
+            f"  database: {database}",
+            f"  redis:    {settings.redis_url}",
+            f"  admin:    {who}",
+            f"  sign up:  curl -X POST {base}/auth/register -H 'Content-Type: application/json' "
+            f'-d \'{{"email": "{email}", "password": "at least ten characters"}}\'',
+            f"  token:    curl -X POST {base}/auth/token -d 'username={email}&password=…'",
+            "  then:     -H 'Authorization: Bearer <access_token>' on every call",
+            "  also:     make seed N=10000 · make cron NAME=daily-report (in another terminal)",
+            "  Ctrl-C stops everything",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -97,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Run every unit locally.")
     parser.parse_args(argv)
-    configure_logging("INFO")
+    os.environ.setdefault("LOG_FORMAT", "text")  # JSON stays the production format
+    configure_logging("INFO", text=os.environ["LOG_FORMAT"] == "text")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our access log says it all
     with ExitStack() as stack:
         start_services(stack)
@@ -133,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGINT, shutdown)
         signal.signal(signal.SIGTERM, shutdown)
-        print(
-            f"Imangor API ready on {base}\n  docs:  {base}/docs\n  redoc: {base}/redoc\n"
-            f"  health: {base}/health   (Ctrl-C stops everything)",
-            flush=True,
-        )
+        print(banner(base), flush=True)
         publish(
             base_url=base,
             oidc_audience=audience,

@@ -23,8 +23,23 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 # requests/seconds, both at least 1: a 0-second window would expire the counter on every hit
 # (no limit at all), and 0 requests would refuse everyone.
 RATE = r"^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}$"
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "local-dev-secret"})
-LOCAL_SECRET = "local-dev-secret"  # noqa: S105 - refused in production  # nosec B105
+# 32 bytes and more, as HS256 wants (PyJWT warns on every signature with a shorter key); being
+# public, it is refused in production.
+LOCAL_SECRET = "local-dev-secret-never-use-in-production"  # noqa: S105  # nosec B105
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "dev", "local-dev-secret", LOCAL_SECRET}
+)
+
+
+# The settings each need of a unit (`Deploy.needs`) asks for, as an operator sets them; the
+# README's table of what each unit needs to run alone is generated from this.
+NEED_SETTINGS = {
+    "database": "DATABASE_URL or INSTANCE_CONNECTION_NAME",
+    "redis": "REDIS_URL",
+    "storage": "STORAGE_BUCKET",
+    "tasks": "TASKS_BACKEND=cloud (with TASKS_PROJECT and OIDC_AUDIENCE)",
+    "mail": "EMAIL_BACKEND=smtp and SMTP_HOST",
+}
 
 
 class Settings(BaseSettings):
@@ -104,6 +119,11 @@ class Settings(BaseSettings):
         86400, ge=60, le=30 * 86400, description="how long an Idempotency-Key is remembered"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level")
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="json: Cloud Logging's format (production); text: a readable line per "
+        "event (make dev's default)",
+    )
     gcp_project: str | None = Field(None, description="project id, for trace ids in logs")
 
     refresh_token_days: int = Field(30, ge=1, le=365, description="refresh token lifetime")
@@ -244,27 +264,31 @@ class Settings(BaseSettings):
         key = self.secret_key.get_secret_value()
         return key.lower() not in PLACEHOLDER_SECRETS and len(key) >= 32
 
-    def check_needs(self, needs: tuple[str, ...]) -> None:
-        """Stop a unit at start-up when, in production, something it needs is unset. Units are
-        given only what they use (least privilege), so each checks only its own needs: the
-        docs unit starts without SECRET_KEY or a database, the auth unit does not."""
-        if self.environment != "production":
+    def check_needs(self, needs: tuple[str, ...], *, serving: bool = False) -> None:
+        """Stop a unit at start-up, naming the settings, when something it needs is unset.
+        Units are given only what they use (least privilege), so each checks only its own
+        needs: the docs unit starts without SECRET_KEY or a database, the auth unit does not.
+        In production every need is checked. A unit `serving` alone anywhere else (the
+        functions-framework command) needs its database and Redis, without which every
+        request would fail; the dev server, the tests and the tools set them or serve nothing."""
+        production = self.environment == "production"
+        if not (production or serving):
             return
         missing = []
         if "database" in needs:
-            if not self._strong_secret:
+            if production and not self._strong_secret:
                 missing.append(KEY_ADVICE)
             if self.database_url is None and self.instance_connection_name is None:
-                missing.append("set DATABASE_URL or INSTANCE_CONNECTION_NAME")
+                missing.append(f"set {NEED_SETTINGS['database']}")
         if "redis" in needs and not self.redis_url:
-            missing.append("set REDIS_URL")
-        if "mail" in needs and (self.email_backend != "smtp" or not self.smtp_host):
+            missing.append(f"set {NEED_SETTINGS['redis']}")
+        if production and "mail" in needs and (self.email_backend != "smtp" or not self.smtp_host):
             # The log backend writes reset links where log readers would see them.
-            missing.append("set EMAIL_BACKEND=smtp and SMTP_HOST (mail is never logged here)")
-        if "tasks" in needs and self.tasks_backend != "cloud":
-            missing.append("set TASKS_BACKEND=cloud (with TASKS_PROJECT and OIDC_AUDIENCE)")
+            missing.append(f"set {NEED_SETTINGS['mail']} (mail is never logged here)")
+        if production and "tasks" in needs and self.tasks_backend != "cloud":
+            missing.append(f"set {NEED_SETTINGS['tasks']}")
         if missing:
-            raise RuntimeError("configuration incomplete: " + "; ".join(missing))
+            raise ConfigurationError("configuration incomplete: " + "; ".join(missing))
 
     @property
     def is_local(self) -> bool:

@@ -76,7 +76,7 @@ def main() -> int:
     from imangor.observability import configure_logging
 
     settings = get_settings()
-    configure_logging(settings.log_level, settings.gcp_project)
+    configure_logging(settings.log_level, settings.gcp_project, text=settings.log_format == "text")
     migrate()
     log.info("database migrated to head")
     return 0

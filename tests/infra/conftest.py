@@ -17,6 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".local" / "tools"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every infrastructure check is a `tools` test (`make test-fast` leaves them out)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.tools)
+
+
 # Opt out of the suite's autouse fixtures (tests/conftest.py), which start PostgreSQL and Redis.
 @pytest.fixture(scope="session")
 def configured() -> None:

@@ -47,7 +47,10 @@ LAUNCHER = ROOT / "infra" / "local" / "tasks_emulator.py"
 PROJECT, LOCATION = "imangor-emulated", "europe-west1"
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC binds 127.0.0.1 as a v4-mapped address
 
-pytestmark = pytest.mark.xdist_group("gcloud-tasks-emulator")  # one venv, one emulator
+pytestmark = [
+    pytest.mark.xdist_group("gcloud-tasks-emulator"),  # one venv, one emulator
+    pytest.mark.tools,
+]
 
 
 # ---- the emulator ---------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import threading
 _lock = threading.Lock()
 # Only a process the functions-framework command serves: tests, the dev server and tools
 # that import the runtime keep Python's defaults.
-_paused = "functions_framework._cli" in sys.modules and gc.isenabled()
+SERVING = "functions_framework._cli" in sys.modules  # the functions-framework command
+_paused = SERVING and gc.isenabled()
 _finished = not _paused
 
 if _paused:

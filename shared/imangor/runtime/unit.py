@@ -28,7 +28,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
 from imangor import errors, metrics
-from imangor.config import get_settings
+from imangor.config import ConfigurationError, get_settings
 from imangor.observability import (
     configure_logging,
     parse_trace,
@@ -65,8 +65,15 @@ class Unit:
         self.registry = registry
         registry.deploys[name] = deploy = deploy or Deploy()
         settings = get_settings()
-        configure_logging(settings.log_level, settings.gcp_project)
-        settings.check_needs(deploy.needs)  # a clear start-up error, not a failing request
+        configure_logging(
+            settings.log_level, settings.gcp_project, text=settings.log_format == "text"
+        )
+        try:  # a clear start-up error, not a failing request
+            settings.check_needs(deploy.needs, serving=startup.SERVING)
+        except ConfigurationError as exc:
+            if not startup.SERVING:
+                raise
+            raise SystemExit(f"{name} unit: {exc}") from None  # one line, no traceback
 
     # -- declaring endpoints -------------------------------------------------------------------
 
