@@ -9,6 +9,7 @@ locking, retries, dead-lettering and job bookkeeping around it.
 from imangor.runtime import Context, Deploy, Unit
 
 # isort: on
+import json
 import uuid
 from typing import Any
 
@@ -92,13 +93,23 @@ def password_recovery(payload: PasswordRecovery, session: Session) -> None:
         return
     user, token = created
     settings = get_settings()
+    minutes = settings.reset_token_minutes
+    if settings.password_reset_url:  # the front end's page takes it from there
+        how = (
+            f"Use this link within {minutes} minutes to choose a new password:\n\n"
+            f"{settings.password_reset_url}?token={token}"
+        )
+    else:  # no page configured: the API's own documented flow
+        body = json.dumps({"token": token, "new_password": "<your new password>"})
+        how = (
+            f"Within {minutes} minutes, choose a new password by sending this to the API's "
+            f"POST /auth/reset-password (see /docs):\n\n{body}"
+        )
     send(
         session,
         user.email,
         "Reset your Imangor password",
-        f"Use this link within {settings.reset_token_minutes} minutes to choose a new "
-        f"password:\n\n{settings.password_reset_url}?token={token}\n\n"
-        "If you did not ask for it, ignore this message.",
+        f"{how}\n\nIf you did not ask for it, ignore this message.",
     )
 
 

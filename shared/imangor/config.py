@@ -209,8 +209,11 @@ class Settings(BaseSettings):
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (STARTTLS)")
     smtp_user: str | None = Field(None, description="SMTP user")
     smtp_password: SecretStr | None = Field(None, description="SMTP password")
-    password_reset_url: str = Field(
-        "http://127.0.0.1:8080/reset-password", description="link in reset mails (?token=...)"
+    password_reset_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^?#\s]+$",
+        description="the front end's reset page: reset mails link to it with ?token=…; unset: "
+        "they give the token to send to POST /auth/reset-password",
     )
     argon2_time_cost: int = Field(2, ge=1, le=10, description="Argon2id iterations (t)")
     argon2_memory_kib: int = Field(19456, ge=8192, description="Argon2id memory in KiB (m)")
@@ -243,7 +246,8 @@ class Settings(BaseSettings):
             if self.secret_key.get_secret_value() != LOCAL_SECRET and not self._strong_secret:
                 raise ValueError(KEY_ADVICE)
             if not (
-                self.google_certs_url.startswith("https://")
+                (self.password_reset_url or "https://").startswith("https://")
+                and self.google_certs_url.startswith("https://")
                 and self.oidc_certs_url.startswith("https://")
             ):
                 raise ValueError("certificate URLs must be https:// in production")

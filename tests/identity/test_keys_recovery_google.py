@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -82,9 +83,41 @@ def test_unknown_scopes_and_revocation(client: Client, make_account: Any) -> Non
 # -- password recovery ---------------------------------------------------------------------------
 
 
+def reset_token(body: str) -> str:
+    """The token a reset mail carries: in the page link, or in the API request it shows."""
+    if "?token=" in body:
+        return body.split("?token=")[1].split()[0]
+    request = next(line for line in body.splitlines() if line.startswith('{"token"'))
+    token: str = json.loads(request)["token"]
+    return token
+
+
 def _mail_to(email: str) -> list[SentEmail]:
     with session_scope() as session:
         return list(session.scalars(select(SentEmail).where(SentEmail.recipient == email)))
+
+
+def test_a_configured_reset_page_gets_the_token_in_its_link(
+    client: Client, make_account: Any, dispatcher: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imangor.config import get_settings
+
+    monkeypatch.setenv("PASSWORD_RESET_URL", "https://app.example.com/reset")
+    get_settings.cache_clear()
+    try:
+        account = make_account()
+        assert client.post("/auth/password-recovery", json={"email": account.email}).status_code
+        body = wait_for(lambda: _mail_to(account.email))[0].body
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    link = next(line for line in body.splitlines() if line.startswith("https://"))
+    assert link.startswith("https://app.example.com/reset?token=")
+    token = reset_token(body)
+    reset = client.post(
+        "/auth/reset-password", json={"token": token, "new_password": "brand new passphrase"}
+    )
+    assert reset.status_code == 204
 
 
 def test_recovery_answers_202_either_way_and_mails_real_users(
@@ -96,7 +129,9 @@ def test_recovery_answers_202_either_way_and_mails_real_users(
         assert response.status_code == 202
         assert response.json["detail"].startswith("if the account exists")
     mails = wait_for(lambda: _mail_to(account.email))
-    token = mails[0].body.split("?token=")[1].split()[0]
+    # No reset page configured (the default): the mail shows the API's own request.
+    assert "POST /auth/reset-password" in mails[0].body and "?token=" not in mails[0].body
+    token = reset_token(mails[0].body)
     old_session = client.post(
         "/auth/token", data={"username": account.email, "password": account.password}
     ).json
