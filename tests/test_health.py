@@ -68,3 +68,10 @@ def test_text_log_lines_are_readable_and_carry_the_request() -> None:
         request_id_var.reset(token)
     assert line.endswith(" INFO  imangor.request  GET /health 200 (12.3 ms) [req-12345678]")
     assert line[:8].count(":") == 2
+    mail = logging.LogRecord("imangor.mail", logging.INFO, "x", 1, "e-mail to a@b.c", (), None)
+    mail.fields = {"email_body": "first line\nsecond line"}
+    assert (
+        TextFormatter()
+        .format(mail)
+        .endswith("e-mail to a@b.c\n    email_body:\n      first line\n      second line")
+    )

@@ -75,11 +75,15 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         line = f"{when} {record.levelname:<5} {record.name}  {record.getMessage()}"
-        http = getattr(record, "fields", {}).get("httpRequest")
+        fields = getattr(record, "fields", {})
+        http = fields.get("httpRequest")
         if isinstance(http, dict) and "latency" in http:
             line += f" ({float(http['latency'].rstrip('s')) * 1000:.1f} ms)"
         if request_id := request_id_var.get():
             line += f" [{request_id}]"
+        for name, value in fields.items():  # e.g. a locally logged mail's body
+            if isinstance(value, str):
+                line += f"\n    {name}:\n" + "\n".join(f"      {v}" for v in value.splitlines())
         if record.exc_info:
             line += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
         return line
