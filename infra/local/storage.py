@@ -130,7 +130,7 @@ def check_signed_request(
     if not any(name.lower() in ("x-goog-algorithm", "x-goog-signature") for name, _ in params):
         return None
     query = dict(params)
-    for name in SIGNED_URL_PARAMS:  # case matters: x-goog-signature is no signature to GCS
+    for name in SIGNED_URL_PARAMS:  # matched as spelled: a lower-cased one counts as missing
         if name not in query:
             return _malformed(f"Missing required parameter {name}.", name)
     if query["X-Goog-Algorithm"] != ALGORITHM:
@@ -154,6 +154,12 @@ def check_signed_request(
 
     signed_names = query["X-Goog-SignedHeaders"].split(";")
     missing = [name for name in signed_names if headers.get(name) is None]
+    # The body is part of the signature only when its hash is a signed header.
+    payload = "UNSIGNED-PAYLOAD"
+    if "x-goog-content-sha256" in signed_names:
+        payload = headers.get("x-goog-content-sha256", "")
+    # Rebuilt from what was received, line by line as the signer built it from what it meant
+    # to send: any difference in method, path, query or a signed header breaks the signature.
     canonical_request = "\n".join(
         [
             method,
@@ -167,9 +173,7 @@ def check_signed_request(
             ),
             "".join(f"{name}:{_header_value(headers, name)}\n" for name in signed_names),
             query["X-Goog-SignedHeaders"],
-            headers.get("x-goog-content-sha256", "UNSIGNED-PAYLOAD")
-            if "x-goog-content-sha256" in signed_names
-            else "UNSIGNED-PAYLOAD",
+            payload,
         ]
     )
     scope = query["X-Goog-Credential"].partition("/")[2]
