@@ -131,8 +131,15 @@ def test_an_object_bigger_than_declared_is_rejected_and_deleted(
 
     me = make_account()
     ticket = start(client, me, size=10).json
-    # The emulator does not enforce the signed length range, so write through the client,
-    # as a misbehaving uploader could with another tool.
+    # Storage refuses a body outside the signed length range, as Cloud Storage does ...
+    refused = put(ticket, CONTENT)
+    assert refused.status_code == 400
+    assert "<Code>EntityTooLarge</Code>" in refused.text
+    early = client.post(f"/files/{ticket['id']}/complete", headers=me.headers)
+    assert early.status_code == 409
+    assert "nothing was uploaded" in early.json["detail"]
+    # ... so only a writer with access to the bucket itself can leave a bigger object: the
+    # complete step still measures what is stored, never trusting the declared size.
     with session_scope() as session:
         row = session.get(StoredFile, uuid.UUID(ticket["id"]))
         assert row is not None
