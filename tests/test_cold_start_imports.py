@@ -48,7 +48,12 @@ def run_with_unit(unit: str, before: str = "", after: str = "") -> list[str]:
         capture_output=True,
         text=True,
         check=True,
-        env={"PATH": "/usr/bin:/bin"},
+        # What a unit served alone needs to start (it connects to neither while importing).
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgresql://imangor@127.0.0.1:1/imangor",
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+        },
     )
     return [line for line in out.stdout.splitlines() if not line.startswith("{")]
 

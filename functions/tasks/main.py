@@ -9,7 +9,6 @@ locking, retries, dead-lettering and job bookkeeping around it.
 from imangor.runtime import Context, Deploy, Unit
 
 # isort: on
-import json
 import uuid
 from typing import Any
 
@@ -100,7 +99,7 @@ def password_recovery(payload: PasswordRecovery, session: Session) -> None:
             f"{settings.password_reset_url}?token={token}"
         )
     else:  # no page configured: the API's own documented flow
-        body = json.dumps({"token": token, "new_password": "<your new password>"})
+        body = f'{{"token": "{token}", "new_password": "<your new password>"}}'  # URL-safe token
         how = (
             f"Within {minutes} minutes, choose a new password by sending this to the API's "
             f"POST /auth/reset-password (see /docs):\n\n{body}"
