@@ -119,7 +119,9 @@ def integrity_of(path: Path) -> str:
     return "sha512-" + base64.b64encode(digest.digest()).decode()
 
 
-def fetch_package(pin: Pin, dest: Path, env: Mapping[str, str] | None = None) -> Path:
+def fetch_package(
+    pin: Pin, dest: Path, env: Mapping[str, str] | None = None, retries: int = 1
+) -> Path:
     """`npm pack` the pinned package into dest; return the tarball, its integrity checked.
 
     Raises SchemaUnavailable when npm is missing or cannot reach the registry, SchemaError when
@@ -130,7 +132,8 @@ def fetch_package(pin: Pin, dest: Path, env: Mapping[str, str] | None = None) ->
     dest.mkdir(parents=True, exist_ok=True)
     command = [
         npm, "pack", pin.spec, "--json", "--ignore-scripts", "--pack-destination", str(dest),
-        "--fetch-retries=1", "--fetch-retry-mintimeout=2000", "--fetch-retry-maxtimeout=5000",
+        f"--fetch-retries={retries}", "--fetch-retry-mintimeout=2000",
+        "--fetch-retry-maxtimeout=5000",
     ]  # fmt: skip
     # Run outside the repository so no project .npmrc or package.json is read.
     environment = dict(env or os.environ)
@@ -594,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         print(finding)
     elapsed = time.monotonic() - started
     print(
-        f"{len(report.checked)} blocks checked against {schema.provider_source} "
+        f"{len(report.checked)} block(s) checked against {schema.provider_source} "
         f"{schema.provider_version} ({schema.package}) in {elapsed:.1f}s: "
         f"{len(report.findings)} finding(s)",
         file=sys.stderr,

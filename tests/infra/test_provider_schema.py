@@ -10,6 +10,7 @@ tests skip, saying why; a wrong pin (no such version, other content) fails them.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from infra.tools.tf_schema import Report, Schema
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "terraform"
+# One worker for the whole file (make test runs --dist loadgroup): the real tree is parsed once.
+pytestmark = pytest.mark.xdist_group("provider-schema")
 GOOGLE_BLOCK = re.compile(r'^[ \t]*(resource|data)[ \t]+"(google[\w-]*)"[ \t]+"([\w-]+)"', re.M)
 
 
@@ -321,19 +324,22 @@ def test_an_unreachable_registry_means_unavailable_not_failed(tmp_path: Path) ->
     }
     started = time.monotonic()
     with pytest.raises(tf_schema.SchemaUnavailable, match=r"registry unreachable|npm is not"):
-        tf_schema.fetch_package(pin, tmp_path / "out", env)
+        tf_schema.fetch_package(pin, tmp_path / "out", env, retries=0)
     assert time.monotonic() - started < 60
     assert not list((tmp_path / "out").glob("*.tgz"))
 
 
-def test_the_cli_checks_terraform(schema: Schema) -> None:
+def test_the_cli_prints_findings_and_fails(tmp_path: Path, schema: Schema) -> None:
+    (tmp_path / "main.tf").write_text(BUCKET % "retention = 7")
     result = subprocess.run(
-        [sys.executable, "-m", "infra.tools.tf_schema"],
-        cwd=ROOT,
+        [sys.executable, "-m", "infra.tools.tf_schema", str(tmp_path)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"against hashicorp/google {schema.provider_version}" in result.stderr
-    assert "0 finding(s)" in result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = "main.tf:2: resource google_storage_bucket.uploads: unknown argument retention"
+    assert result.stdout.splitlines() == [line]
+    assert f"1 block(s) checked against hashicorp/google {schema.provider_version}" in result.stderr
