@@ -156,7 +156,7 @@ def test_environment_root_pins_providers_and_uses_a_gcs_backend(env: str) -> Non
     main = parse(root / "main.tf")
     settings = main["terraform"][0]
     providers = settings["required_providers"][0]
-    assert providers["google"] == {"source": "hashicorp/google", "version": "~> 6.30"}
+    assert providers["google"] == {"source": "hashicorp/google", "version": "6.50.0"}
     assert providers["random"]["version"].startswith("~> 3.")
     assert settings["required_version"].startswith(">= 1.11")
     # Bucket and prefix come from `terraform init -backend-config=...`, per environment.

@@ -9,7 +9,9 @@ terraform {
   required_version = ">= 1.11, < 2.0" # write-only secret values need 1.11
 
   required_providers {
-    google = { source = "hashicorp/google", version = "~> 6.30" }
+    # Exactly the version whose schema tests/infra/test_provider_schema.py checks
+    # (infra/tools/provider-google.txt); move both together.
+    google = { source = "hashicorp/google", version = "6.50.0" }
     random = { source = "hashicorp/random", version = "~> 3.7" }
   }
 
