@@ -203,10 +203,10 @@ def client(app: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def live_server(app: Any) -> Iterator[str]:
-    """The API served over real HTTP on a free loopback port."""
-    from werkzeug.serving import make_server
+    """The API served over real HTTP on a free loopback port, by make dev's server."""
+    from infra.local.dev import make_dev_server
 
-    server = make_server("127.0.0.1", LIVE_PORT, app, threaded=True)
+    server = make_dev_server(LIVE_PORT, app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield LIVE_URL

@@ -8,14 +8,18 @@ DATABASE_URL / REDIS_URL, embedded PostgreSQL and Redis start with data under `.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
+
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from infra.local.state import LOCAL, publish, withdraw
 
@@ -50,6 +54,38 @@ def build_app() -> WSGIApp:
         return apps[unit](environ, start_response)  # type: ignore[no-any-return]
 
     return dispatch
+
+
+class ProblemRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, answering the errors the HTTP server itself raises (a
+    request line or headers too long, a malformed request line) with a problem document
+    instead of http.server's HTML page, as every unit answers."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        title, long = self.responses.get(code, ("Error", ""))
+        slug = "-".join(title.lower().replace("-", " ").split())
+        body = json.dumps(
+            {
+                "type": f"https://imangor.dev/problems/{slug}",
+                "title": title,
+                "status": code,
+                "detail": explain or message or long,
+                "request_id": uuid.uuid4().hex,
+            }
+        ).encode()
+        self.log_error("code %d, message %s", code, message or title)
+        self.send_response(code, title)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def make_dev_server(port: int, app: WSGIApp) -> Any:
+    """The local HTTP server (werkzeug's, threaded, loopback only)."""
+    return make_server("127.0.0.1", port, app, threaded=True, request_handler=ProblemRequestHandler)
 
 
 def start_services(stack: ExitStack, *, storage: bool = True) -> None:
@@ -126,8 +162,6 @@ def banner(base: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from werkzeug.serving import make_server
-
     from imangor.config import get_settings
     from imangor.observability import configure_logging
 
@@ -154,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scheduler run what it says; run `make inventory`",
                 ", ".join(stale),
             )
-        server = make_server("127.0.0.1", port, build_app(), threaded=True)
+        server = make_dev_server(port, build_app())
         dispatcher = LocalDispatcher(signer).start()
         stack.callback(dispatcher.stop)
         base = f"http://127.0.0.1:{server.port}"

@@ -380,3 +380,32 @@ def test_weak_etag_matches_and_head_is_cacheable_like_get(sample: Client) -> Non
     assert head.headers["ETag"] == etag
     assert head.headers["Cache-Control"] == "public, max-age=30"
     assert head.get_data() == b""
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 70_000 + b"\r\n\r\n", 431),
+        (b"GET / / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ],
+)
+def test_the_dev_servers_own_refusals_are_problem_documents(
+    live_server: str, request_bytes: bytes, status: int
+) -> None:
+    """What the HTTP server refuses before any unit sees the request (request line or
+    header too long, malformed request) is a problem document too, not an HTML page."""
+    import json
+    import socket
+
+    host, port = live_server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request_bytes)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode()
+    assert b"Content-Type: application/problem+json" in head
+    document = json.loads(body)
+    assert document["status"] == status and document["title"] and document["request_id"]
