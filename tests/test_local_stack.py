@@ -43,11 +43,11 @@ def _bare_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def dev_server(server_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = _free_port()
     env = _bare_env(
         PORT=str(port),
-        IMANGOR_LOCAL_DIR=str(tmp_path / "local"),
+        IMANGOR_LOCAL_DIR=str(server_dir / "local"),
         FIRST_ADMIN_EMAIL="admin@example.com",
         FIRST_ADMIN_PASSWORD="a long admin passphrase",
     )
