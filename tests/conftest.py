@@ -102,6 +102,18 @@ def _tmpdir(kind: str) -> Any:
     return tempfile.TemporaryDirectory(prefix=f"imangor-test-{kind}-")
 
 
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A temporary directory for an embedded PostgreSQL, outside pytest's basetemp.
+
+    As root, PostgreSQL runs as imangor-pg, which must pass through every directory above its
+    data; each pytest session that starts meanwhile (another checkout's suite) chmods
+    /tmp/pytest-of-root back to 0700, locking it out mid-initdb ("Permission denied").
+    """
+    with _tmpdir("server") as path:
+        yield Path(path)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

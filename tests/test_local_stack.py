@@ -45,8 +45,8 @@ def _bare_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def local_dir(tmp_path: Path) -> Path:
-    return tmp_path / "local"
+def local_dir(server_dir: Path) -> Path:
+    return server_dir / "local"
 
 
 @pytest.fixture

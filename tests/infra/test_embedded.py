@@ -137,8 +137,8 @@ time.sleep(600)
 
 
 @pytest.mark.slow
-def test_postgres_keeps_data_between_runs(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pg"
+def test_postgres_keeps_data_between_runs(server_dir: Path) -> None:
+    data_dir = server_dir / "pg"
     pg = EmbeddedPostgres(data_dir)
     url = pg.start()
     try:
@@ -173,9 +173,9 @@ def test_postgres_keeps_data_between_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_postgres_recovers_from_crashed_runs(
-    tmp_path: Path, child_processes: list[subprocess.Popen[str]]
+    server_dir: Path, child_processes: list[subprocess.Popen[str]]
 ) -> None:
-    data_dir = tmp_path / "pg"
+    data_dir = server_dir / "pg"
     setup = (
         "import pg8000.native as p; c = p.Connection('postgres', host='127.0.0.1', "
         "port=int(url.split(':')[-1].split('/')[0]), database='imangor'); "
@@ -256,9 +256,9 @@ def test_a_data_dir_serves_one_instance_at_a_time(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("cls", "name"), [("EmbeddedPostgres", "pg"), ("EmbeddedRedis", "redis")])
 def test_server_dies_with_its_process(
-    tmp_path: Path, child_processes: list[subprocess.Popen[str]], cls: str, name: str
+    server_dir: Path, child_processes: list[subprocess.Popen[str]], cls: str, name: str
 ) -> None:
-    report = start_in_child(child_processes, cls, tmp_path / name, "", crash=False)
+    report = start_in_child(child_processes, cls, server_dir / name, "", crash=False)
     assert not gone(report["pid"])
     child_processes[0].kill()  # no stop(), no atexit: only the parent-death signal is left
     child_processes[0].wait()
