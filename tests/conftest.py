@@ -75,7 +75,8 @@ def services() -> Iterator[dict[str, str]]:
                 from infra.local.embedded import EmbeddedPostgres
 
                 tmp = stack.enter_context(_tmpdir("pg"))
-                admin_url = stack.enter_context(EmbeddedPostgres(tmp))
+                # Thrown away afterwards: durability would only cost time.
+                admin_url = stack.enter_context(EmbeddedPostgres(tmp, fsync=False))
         # The pid keeps two test runs on one server (two checkouts, CI beside a developer)
         # from dropping each other's database.
         name = f"imangor_test_{index}_{os.getpid()}"

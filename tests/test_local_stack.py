@@ -169,7 +169,20 @@ def _make_cron_runs_a_job_through_it(local_dir: Path) -> None:
 
 
 def _make_seed_fills_its_database(base: str, local_dir: Path) -> None:
-    """With no DATABASE_URL, make seed finds the running make dev's embedded database."""
+    """With no DATABASE_URL, make seed finds the running make dev's embedded database, which
+    keeps its data for real (fsync and full-page writes on: tests alone turn them off)."""
+    from sqlalchemy import create_engine, text
+
+    from imangor.db import sqlalchemy_url
+
+    database_url = json.loads((local_dir / "dev.json").read_text())["database_url"]
+    engine = create_engine(sqlalchemy_url(database_url))
+    with engine.connect() as connection:
+        durable = [
+            connection.scalar(text(f"SHOW {name}")) for name in ("fsync", "full_page_writes")
+        ]
+    engine.dispose()
+    assert durable == ["on", "on"]
     seeded = _local_command(local_dir, "infra.local.seed", "--products", "25", "--quiet")
     assert seeded.returncode == 0, seeded.stderr
     assert "seeding the database of the running make dev" in seeded.stderr
