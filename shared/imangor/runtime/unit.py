@@ -15,7 +15,7 @@ import time
 import typing
 import uuid
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -48,6 +48,7 @@ from imangor.registry import (
 )
 from imangor.runtime import startup
 from imangor.runtime.context import Context
+from imangor.runtime.idempotency import IdempotencyHeaders, answer_once
 
 log = logging.getLogger("imangor.request")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,6 +84,7 @@ class Unit:
         errors: tuple[int, ...] = (),
         key_scope: str | None = None,
         raw: bool = False,
+        idempotent: bool = False,
     ) -> Callable[[F], F]:
         def register(func: F) -> F:
             self.registry.add(
@@ -99,6 +101,7 @@ class Unit:
                     errors=errors,
                     key_scope=key_scope,
                     raw=raw,
+                    idempotent=idempotent,
                 )
             )
             return func
@@ -167,6 +170,7 @@ class Unit:
     def _respond(self, request: Request, ctx: Context) -> tuple[Response, str]:
         """The response and the matched route template (for metrics labels)."""
         route = "unmatched"
+        endpoint: Endpoint | None = None
         try:
             try:
                 if _is_preflight(request):
@@ -181,6 +185,8 @@ class Unit:
                 raise
         except errors.AppError as exc:
             metrics.count_error(type(exc).__name__, route)
+            if isinstance(exc, errors.ValidationFailed) and endpoint is not None:
+                exc = locate(exc, endpoint.inputs)
             return problem_response(exc, ctx.request_id, instance=request.path), route
         except Exception as exc:
             return self._unexpected(exc, ctx.request_id, request.path, route), route
@@ -207,23 +213,41 @@ class Unit:
             from imangor.ratelimit import enforce
 
             enforce(endpoint, ctx)
-        kwargs: dict[str, Any] = {"ctx": ctx} if endpoint.wants_ctx else {}
-        problems: list[dict[str, Any]] = []
-        for source, model in endpoint.inputs.items():
+        inputs: dict[str, BaseModel] = {}
+        key: str | None = None  # the Idempotency-Key of an idempotent endpoint, if sent
+        problems: list[errors.FieldProblem] = []
+        declared = list(endpoint.inputs.items())
+        if endpoint.idempotent:
+            declared.append(("headers", IdempotencyHeaders))
+        for source, model in declared:
             raw = _read_input(source, model, endpoint, request, path_args)
             if (where := _nul_at(raw)) is not None:
-                problems.append(
-                    _field_problem(
-                        [source, *where], "NUL characters are not accepted", "nul_character"
-                    )
+                nul = errors.FieldProblem(
+                    tuple(where), "nul_character", "NUL characters are not accepted", source
                 )
+                problems.append(nul)
                 continue
             try:
-                kwargs[source] = model.model_validate(raw)
+                valid = model.model_validate(raw)
             except ValidationError as exc:
                 problems.extend(validation_errors(exc, source))
+                continue
+            if isinstance(valid, IdempotencyHeaders):
+                key = valid.idempotency_key
+            else:
+                inputs[source] = valid
         if problems:
             raise errors.ValidationFailed(problems)
+        if key is not None:
+            run = partial(self._run, endpoint, inputs, request, ctx)
+            return answer_once(endpoint, key, inputs, ctx, run)
+        return self._run(endpoint, inputs, request, ctx)
+
+    def _run(
+        self, endpoint: Endpoint, inputs: dict[str, BaseModel], request: Request, ctx: Context
+    ) -> Response:
+        """Call the endpoint with its validated inputs and serialise what it returns."""
+        kwargs: dict[str, Any] = {"ctx": ctx, **inputs} if endpoint.wants_ctx else dict(inputs)
         try:
             result = endpoint.func(**kwargs)
         except HTTPException as exc:
@@ -236,7 +260,7 @@ class Unit:
             raise errors.HTTPStatusError(exc.code, exc.name, detail, headers) from None
         if endpoint.raw:
             return result  # type: ignore[no-any-return]
-        status = ctx.status or endpoint.status
+        status = endpoint.status
         if result is None:
             return Response(status=204 if status == 200 else status)
         body = _adapter(type(result)).dump_json(result, by_alias=True)
@@ -307,7 +331,10 @@ def _query(request: Request, model: type[BaseModel]) -> dict[str, Any]:
     repeated = sorted(k for k, v in values.items() if len(v) > 1 and k not in lists)
     if repeated:
         raise errors.ValidationFailed(
-            [_field_problem(["query", k], "give this parameter once", "repeated") for k in repeated]
+            [
+                errors.FieldProblem((k,), "repeated", "give this parameter once", "query")
+                for k in repeated
+            ]
         )
     return {k: v if k in lists else v[0] for k, v in values.items()}
 
@@ -366,26 +393,44 @@ def _nul_at(value: Any, path: tuple[str | int, ...] = ()) -> list[str | int] | N
     return None
 
 
-def _field_problem(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
-    """One entry of a 422's `errors`, shaped like pydantic's (see `validation_errors`)."""
-    return {
-        "loc": loc,
-        "field": ".".join(str(part) for part in loc),
-        "message": message,
-        "type": kind,
-    }
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def validation_errors(exc: ValidationError, source: str) -> list[dict[str, Any]]:
-    """pydantic's errors as `{loc, field, message, type}` with the input's source first."""
+def validation_errors(exc: ValidationError, source: str) -> list[errors.FieldProblem]:
+    """pydantic's errors as field problems of the input they came from."""
     return [
-        _field_problem([source, *err["loc"]], err["msg"], err["type"])
+        errors.FieldProblem(tuple(err["loc"]), err["type"], err["msg"], source)
         for err in exc.errors(include_url=False, include_input=False)
     ]
+
+
+def locate(
+    exc: errors.ValidationFailed, inputs: dict[str, type[BaseModel]]
+) -> errors.ValidationFailed:
+    """`exc` with each field a service named placed in the request: the input whose model
+    declares the field (by name or alias; the registry keeps names unique across inputs),
+    spelled as pydantic spells it there. A field no input declares stays where it is."""
+    located = [_locate(problem, inputs) for problem in exc.problems]
+    if located == exc.problems:
+        return exc
+    moved = errors.ValidationFailed(located, detail=exc.detail)
+    moved.headers = exc.headers
+    return moved
+
+
+def _locate(
+    problem: errors.FieldProblem, inputs: dict[str, type[BaseModel]]
+) -> errors.FieldProblem:
+    if problem.source is not None or not problem.field:
+        return problem
+    top, *rest = problem.field
+    for source, model in inputs.items():
+        for name, info in model.model_fields.items():
+            spelled = info.alias or name
+            if top in (name, spelled):
+                return errors.FieldProblem((spelled, *rest), problem.kind, problem.message, source)
+    return problem
 
 
 _adapters: dict[type, TypeAdapter[Any]] = {}
@@ -413,9 +458,23 @@ def problem_response(exc: errors.AppError, request_id: str, *, instance: str) ->
         "request_id": request_id,
         **exc.extensions,
     }
+    if isinstance(exc, errors.ValidationFailed):
+        document["errors"] = [_error_entry(problem) for problem in exc.problems]
     response = Response(json.dumps(document, default=str), status=status, mimetype=PROBLEM_JSON)
     response.headers.update(exc.headers)
     return response
+
+
+def _error_entry(problem: errors.FieldProblem) -> dict[str, Any]:
+    """One entry of a 422's `errors`: where the field is in the request (`loc`, and `field`
+    dotted), pydantic's message and type."""
+    loc = [problem.source, *problem.field] if problem.source else list(problem.field)
+    return {
+        "loc": loc,
+        "field": ".".join(str(part) for part in loc),
+        "message": problem.message,
+        "type": problem.kind,
+    }
 
 
 def _cacheable(request: Request, body: bytes, cache_control: str) -> Response:

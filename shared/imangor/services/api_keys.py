@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from imangor.errors import NotAuthenticated, NotFound, ValidationFailed
+from imangor.errors import FieldProblem, NotAuthenticated, NotFound, ValidationFailed
 from imangor.models import ApiKey, User
 from imangor.registry import REGISTRY
 
@@ -30,16 +30,14 @@ def create_key(
     """The new key and its full secret, which is never stored and never shown again."""
     unknown = sorted(set(scopes) - GRANTABLE_SCOPES)
     if unknown:
-        errors = [
-            {
-                "loc": ["body", "scopes"],
-                "field": "body.scopes",
-                "type": "scope_unknown",
-                "message": f"unknown scope {s!r}; grantable: {sorted(GRANTABLE_SCOPES)}",
-            }
+        grantable = sorted(GRANTABLE_SCOPES)
+        problems = [
+            FieldProblem(
+                ("scopes",), "scope_unknown", f"unknown scope {s!r}; grantable: {grantable}"
+            )
             for s in unknown
         ]
-        raise ValidationFailed(errors, detail=f"unknown scopes: {', '.join(unknown)}")
+        raise ValidationFailed(problems, detail=f"unknown scopes: {', '.join(unknown)}")
     public_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(
