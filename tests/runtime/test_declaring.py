@@ -70,7 +70,7 @@ def test_idempotent_needs_what_it_stands_on(func: Any, options: dict[str, Any]) 
 
 
 def test_a_service_field_error_is_placed_by_name_or_alias() -> None:
-    from imangor.runtime.unit import locate
+    from imangor.runtime.inputs import locate
 
     inputs = {"body": Body, "headers": Headers}
     raised = errors.ValidationFailed(
