@@ -120,3 +120,39 @@ def test_each_model_module_alone_resolves_its_foreign_keys(module: str) -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_stored_idempotent_answers_survive_the_move_to_one_answer_column(
+    scratch_db: Engine,
+) -> None:
+    """0007: a key stored as status + body before the upgrade still replays after it (and the
+    downgrade gives the two columns back)."""
+    from sqlalchemy import text
+
+    from imangor.migrate import downgrade, upgrade
+
+    upgrade("0006")
+    with scratch_db.begin() as connection:
+        user = connection.scalar(
+            text(
+                "INSERT INTO users (id, email, role) VALUES (gen_random_uuid(), 'a@b.io', "
+                "'customer') RETURNING id"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO idempotency_keys (user_id, key, fingerprint, response_status, "
+                "response_body, expires_at) VALUES (:u, 'k', 'f', 201, '{\"id\": 1}', now())"
+            ),
+            {"u": user},
+        )
+    upgrade()
+    with scratch_db.connect() as connection:
+        answer = connection.scalar(text("SELECT answer FROM idempotency_keys"))
+    assert answer == {"status": 201, "headers": {}, "body": '{"id": 1}'}
+    downgrade("0006")
+    with scratch_db.connect() as connection:
+        row = connection.execute(
+            text("SELECT response_status, response_body FROM idempotency_keys")
+        ).one()
+    assert tuple(row) == (201, {"id": 1})

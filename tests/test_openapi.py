@@ -59,3 +59,15 @@ def test_docs_pages_load_no_cdn(client: Client) -> None:
 def test_static_assets_cannot_escape_their_folder(client: Client) -> None:
     assert client.get("/docs/static/redoc/..%2F..%2Fconfig.py").status_code in (404, 422)
     assert client.get("/docs/static/nope/x.js").status_code == 422
+
+
+def test_an_idempotent_endpoint_documents_its_header() -> None:
+    from infra.generate import derived_files
+
+    document = json.loads(next(iter(derived_files().values())))
+    place = document["paths"]["/orders/"]["post"]
+    header = [p for p in place["parameters"] if p["in"] == "header"]
+    assert [(p["name"], p["required"]) for p in header] == [("Idempotency-Key", False)]
+    assert "24 hours" in header[0]["description"]
+    listing = document["paths"]["/orders/"]["get"]
+    assert all(p["in"] != "header" for p in listing.get("parameters", []))

@@ -2,15 +2,15 @@
 
 from imangor.runtime import Context, Deploy, RateLimit, Unit
 from imangor.schemas.common import PageQuery
-from imangor.schemas.orders import OrderHeaders, OrderIn, OrderOut, OrderPage, OrderPath
+from imangor.schemas.orders import OrderIn, OrderOut, OrderPage, OrderPath
 
 unit = Unit("orders", Deploy(needs=("database", "redis", "tasks")))  # enqueues process_order
 # Placing orders takes stock: a tighter limit per customer than RATE_LIMIT_DEFAULT.
 PLACE_LIMIT = RateLimit(10, 60)
 
 
-@unit.post("/orders/", status=201, rate_limit=PLACE_LIMIT, errors=(409,))
-def place_order(body: OrderIn, headers: OrderHeaders, ctx: Context) -> OrderOut:
+@unit.post("/orders/", status=201, rate_limit=PLACE_LIMIT, errors=(409,), idempotent=True)
+def place_order(body: OrderIn, ctx: Context) -> OrderOut:
     """Order a quantity of a product: a pending order, its stock taken at once (409 if short).
 
     With an `Idempotency-Key`, a retry of the same request gets the first answer (marked
@@ -18,9 +18,7 @@ def place_order(body: OrderIn, headers: OrderHeaders, ctx: Context) -> OrderOut:
     """
     from imangor.services import orders
 
-    order, replayed = orders.place_order(ctx.db, ctx.user, body, headers.idempotency_key)
-    if replayed:
-        ctx.response_headers["Idempotent-Replayed"] = "true"
+    order = orders.place_order(ctx.db, ctx.user, body)
     ctx.response_headers["Location"] = f"/orders/{order.id}"
     return order
 

@@ -6,6 +6,8 @@ the class carries the HTTP status the runtime answers with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -80,13 +82,35 @@ class UnsupportedMediaType(AppError):
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
 
 
+@dataclass(frozen=True)
+class FieldProblem:
+    """One invalid field: its path as the input's model names it, a machine-readable kind and
+    a message. `source` is the part of the request it came from (path, query, headers, body):
+    only the runtime knows that, so a service leaves it out and the runtime fills it in from
+    the endpoint's declared inputs."""
+
+    field: tuple[str | int, ...]
+    kind: str
+    message: str
+    source: str | None = None
+
+
 class ValidationFailed(AppError):
-    """Input that parsed but broke a rule; `errors` lists each field path and message."""
+    """Input that parsed but broke a rule; `problems` lists each field and what is wrong."""
 
     status, title, slug = 422, "Unprocessable Content", "validation-failed"
 
-    def __init__(self, errors: list[dict[str, Any]], detail: str | None = None) -> None:
-        super().__init__(detail or "the request has invalid fields", errors=errors)
+    def __init__(self, problems: Sequence[FieldProblem], detail: str | None = None) -> None:
+        super().__init__(detail or "the request has invalid fields")
+        self.problems = list(problems)
+
+
+class FieldError(ValidationFailed):
+    """One invalid field, named as the input's model names it:
+    `FieldError("scopes", "scope_unknown", "unknown scope 'x'")`."""
+
+    def __init__(self, field: str, kind: str, message: str, detail: str | None = None) -> None:
+        super().__init__([FieldProblem((field,), kind, message)], detail)
 
 
 class RateLimited(AppError):

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from imangor.errors import RateLimited, ServiceUnavailable
 
 if TYPE_CHECKING:
+    from imangor.auth.principal import Principal
     from imangor.registry import Endpoint
-    from imangor.runtime.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,18 @@ def hit(key: str, limit: int, window_seconds: int, *, fail_closed: bool = False)
     return int(remaining), reset
 
 
-def enforce(endpoint: Endpoint, ctx: Context) -> None:
-    """Apply the endpoint's limit (its own or RATE_LIMIT_DEFAULT) to this caller and report
-    it in the RateLimit-* headers."""
+def enforce(endpoint: Endpoint, principal: Principal | None, client_ip: str) -> dict[str, str]:
+    """Apply the endpoint's limit (its own or RATE_LIMIT_DEFAULT) to this caller; the
+    RateLimit-* headers that report it (none for an endpoint without a limit)."""
     from imangor.config import get_settings
     from imangor.registry import RateLimit
 
     rule = endpoint.rate_limit
     if rule == "off":
-        return
+        return {}
     if rule == "default":
         rule = RateLimit.parse(get_settings().rate_limit_default)
-    caller = _caller(ctx)
-    key = f"{endpoint.method}:{endpoint.path}:{caller}"
+    key = f"{endpoint.method}:{endpoint.path}:{_caller(principal, client_ip)}"
     headers = {"RateLimit-Limit": str(rule.limit)}
     try:
         remaining, reset = hit(key, rule.limit, rule.window)
@@ -88,13 +87,12 @@ def enforce(endpoint: Endpoint, ctx: Context) -> None:
         )
         raise
     headers.update({"RateLimit-Remaining": str(remaining), "RateLimit-Reset": str(reset)})
-    ctx.response_headers.update(headers)
+    return headers
 
 
-def _caller(ctx: Context) -> str:
-    principal = ctx.principal
+def _caller(principal: Principal | None, client_ip: str) -> str:
     if principal is None:
-        return f"ip:{ctx.client_ip}"
+        return f"ip:{client_ip}"
     if principal.key_id is not None:
         return f"key:{principal.key_id}"
     return f"user:{principal.user_id}"

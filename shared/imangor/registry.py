@@ -93,6 +93,9 @@ class Endpoint:
     description: str
     raw: bool = False  # returns a flask/werkzeug Response itself (docs pages, metrics)
     key_scope: str | None = None  # overrides the derived API-key scope (see `scope`)
+    # Takes an `Idempotency-Key` header: a retry with the same key and request gets the first
+    # answer again (the runtime stores it in the request's transaction).
+    idempotent: bool = False
 
     @property
     def name(self) -> str:
@@ -252,6 +255,7 @@ def endpoint_from_function(
     errors: tuple[int, ...],
     raw: bool,
     key_scope: str | None = None,
+    idempotent: bool = False,
 ) -> Endpoint:
     """Read an endpoint's inputs and output from its signature: the declaration is the code."""
     hints = typing.get_type_hints(func)
@@ -275,6 +279,14 @@ def endpoint_from_function(
     path_fields = set(inputs["path"].model_fields) if "path" in inputs else set()
     if declared != path_fields:
         raise TypeError(f"{func.__qualname__}: path {path} needs a path model with {declared}")
+    _check_field_names_are_unique(func, inputs)
+    if idempotent and (access in ("public", "service") or method == "GET" or raw):
+        raise TypeError(
+            f"{func.__qualname__}: idempotent needs a signed-in caller (keys are theirs), "
+            "a method that writes and a typed answer (raw responses cannot be stored)"
+        )
+    if idempotent and "query" in inputs:
+        raise TypeError(f"{func.__qualname__}: an Idempotency-Key covers path and body, not query")
     returned = hints.get("return")
     response = returned if isinstance(returned, type) and issubclass(returned, BaseModel) else None
     doc = inspect.getdoc(func) or func.__name__.replace("_", " ").capitalize()
@@ -297,7 +309,24 @@ def endpoint_from_function(
         summary=summary.strip(),
         description=description.strip(),
         raw=raw,
+        idempotent=idempotent,
     )
+
+
+def _check_field_names_are_unique(
+    func: Callable[..., Any], inputs: dict[str, type[BaseModel]]
+) -> None:
+    """A field name (or alias) belongs to one input only, so a service that names a field
+    says unambiguously where in the request it came from (the runtime looks it up)."""
+    owner: dict[str, str] = {}
+    for source, model in inputs.items():
+        for name, info in model.model_fields.items():
+            for spelling in {name, info.alias or name}:
+                if owner.setdefault(spelling, source) != source:
+                    raise TypeError(
+                        f"{func.__qualname__}: field {spelling!r} is in both "
+                        f"{owner[spelling]} and {source}"
+                    )
 
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"

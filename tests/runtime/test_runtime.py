@@ -350,6 +350,21 @@ def test_paths_functions_framework_keeps_are_problem_documents(sample: Client, p
     assert problem(sample.get(path), 404)["instance"] == path
 
 
+def test_a_unit_loaded_again_while_its_app_serves_leaves_that_app_alone(sample: Client) -> None:
+    """The 404 hand-over is set up only while functions-framework builds the unit's app: a
+    module executed again inside a request of that app (which Flask would refuse set-up on,
+    having served) changes nothing, and the paths still answer as before."""
+    import importlib.util
+
+    app = sample.application
+    sample.get(THING)  # it has served
+    spec = importlib.util.spec_from_file_location("sample_again", SAMPLE)
+    assert spec is not None and spec.loader is not None
+    with app.test_request_context("/"):  # type: ignore[attr-defined]
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert problem(sample.get("/robots.txt"), 404)["instance"] == "/robots.txt"
+
+
 def test_werkzeug_client_errors_inside_an_endpoint_keep_their_status(client: Client) -> None:
     missing = problem(client.get("/docs/static/redoc/missing.js"), 404)
     assert missing["title"] == "Not Found"

@@ -1,5 +1,5 @@
-"""Google-signed ID tokens: user sign-in (POST /auth/google) and, later, the OIDC tokens that
-Cloud Tasks and Cloud Scheduler attach. Certificates are fetched over HTTPS and cached."""
+"""Google-signed ID tokens: user sign-in (POST /auth/google) and the OIDC tokens that Cloud
+Tasks and Cloud Scheduler attach. Certificates are fetched over HTTPS and cached."""
 
 from __future__ import annotations
 
@@ -44,11 +44,6 @@ def _download(url: str) -> Any:
     response = requests.get(url, timeout=5)
     response.raise_for_status()
     return response.json()
-
-
-def clear_cache() -> None:
-    with _lock:
-        _certs.clear()
 
 
 def verify_id_token(token: str, audiences: Sequence[str], certs_url: str) -> dict[str, Any]:

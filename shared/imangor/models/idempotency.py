@@ -1,4 +1,4 @@
-"""Idempotency keys: the first response to a keyed write, replayed to its retries."""
+"""Idempotency keys: the first answer to a keyed write, replayed to its retries."""
 
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ class IdempotencyKey(Base):
         ForeignKey(User.id, ondelete="CASCADE"), primary_key=True
     )
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    # sha256 of method, path and the canonical body: the same key with another request is refused.
+    # sha256 of the request (for the runtime: method, path and canonical body): the same key
+    # with another request is refused.
     fingerprint: Mapped[str] = mapped_column(String(64))
-    response_status: Mapped[int | None]
-    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The answer to replay, as the caller gave it (the runtime: status, headers, body); NULL
+    # only while the claiming transaction is still open.
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[datetime]

@@ -4,17 +4,15 @@
 from imangor.runtime import startup  # first: it pauses the collector while the unit starts
 
 # isort: on
-from imangor.registry import FORM, JSON, REGISTRY, Deploy, Endpoint, RateLimit
+from imangor.registry import FORM, JSON, Deploy, RateLimit
 from imangor.runtime.context import Context
 from imangor.runtime.unit import Unit
 
 __all__ = [
     "FORM",
     "JSON",
-    "REGISTRY",
     "Context",
     "Deploy",
-    "Endpoint",
     "RateLimit",
     "Unit",
     "startup",

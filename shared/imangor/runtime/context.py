@@ -21,7 +21,6 @@ class Context:
     client_ip: str
     principal: Principal | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
-    status: int | None = None  # overrides the endpoint's declared status (e.g. a replay)
     _session: Session | None = None
 
     @property

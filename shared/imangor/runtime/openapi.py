@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from imangor.registry import JSON, Endpoint, Registry
+from imangor.runtime.idempotency import IdempotencyHeaders
 from imangor.schemas.common import Problem
 
 REF = "#/components/schemas/{model}"
@@ -44,7 +45,7 @@ def build_openapi(registry: Registry, *, title: str, version: str) -> dict[str, 
     endpoints = [e for e in registry.endpoints if not e.raw]
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(Problem, "serialization")}
     for e in endpoints:
-        models.update((m, "validation") for m in e.inputs.values())
+        models.update((m, "validation") for _, m in _inputs(e))
         if e.response is not None:
             models.add((e.response, "serialization"))
     ordered = sorted(models, key=lambda m: (m[0].__module__, m[0].__qualname__, m[1]))
@@ -75,9 +76,9 @@ def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> di
     if e.description:
         op["description"] = e.description
     params = []
-    for source, location in PARAM_LOCATION.items():
-        model = e.inputs.get(source)
-        if model is None:
+    for source, model in _inputs(e):
+        location = PARAM_LOCATION.get(source)
+        if location is None:
             continue
         schema = _resolve(keys[(model, "validation")], schemas)
         required = set(schema.get("required", []))
@@ -106,6 +107,14 @@ def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> di
         op["security"] = [{"bearerAuth": []}, {"oauth2": []}, {"apiKey": []}]
         op["x-required-role"] = "customer" if e.access == "user" else e.access
     return op
+
+
+def _inputs(e: Endpoint) -> list[tuple[str, type[BaseModel]]]:
+    """The endpoint's own inputs, and the header the runtime reads for it (idempotency)."""
+    inputs = list(e.inputs.items())
+    if e.idempotent:
+        inputs.append(("headers", IdempotencyHeaders))
+    return inputs
 
 
 def _responses(e: Endpoint, keys: dict[Any, Any]) -> dict[str, Any]:

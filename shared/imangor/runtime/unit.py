@@ -1,27 +1,26 @@
 """A unit: one deployable function whose endpoints are small decorated functions.
 
 `Unit.entry_point()` is the functions-framework target. For each request it walks one way:
-match the route → authenticate → rate limit → read and validate input → call the endpoint →
-serialise → commit; any error on the way becomes an RFC 9457 problem document and rolls back.
+match the route → authenticate → rate limit → read and validate input (`runtime.inputs`) →
+call the endpoint (once per Idempotency-Key where declared, `runtime.idempotency`) →
+serialise → commit; any error on the way becomes an RFC 9457 problem document and rolls back
+(`runtime.responses`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import time
-import typing
 import uuid
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
 
-from flask import Flask, Request, Response
+from flask import Request, Response, current_app, has_app_context, has_request_context
 from flask import request as current_request
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
@@ -36,7 +35,6 @@ from imangor.observability import (
     trace_var,
 )
 from imangor.registry import (
-    FORM,
     JSON,
     REGISTRY,
     Access,
@@ -48,10 +46,18 @@ from imangor.registry import (
 )
 from imangor.runtime import startup
 from imangor.runtime.context import Context
+from imangor.runtime.idempotency import answer_once
+from imangor.runtime.inputs import locate, read_inputs
+from imangor.runtime.responses import (
+    finish_headers,
+    is_preflight,
+    preflight_response,
+    problem_response,
+    serialise,
+)
 
 log = logging.getLogger("imangor.request")
 F = TypeVar("F", bound=Callable[..., Any])
-PROBLEM_JSON = "application/problem+json"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
@@ -90,6 +96,7 @@ class Unit:
         errors: tuple[int, ...] = (),
         key_scope: str | None = None,
         raw: bool = False,
+        idempotent: bool = False,
     ) -> Callable[[F], F]:
         def register(func: F) -> F:
             self.registry.add(
@@ -106,6 +113,7 @@ class Unit:
                     errors=errors,
                     key_scope=key_scope,
                     raw=raw,
+                    idempotent=idempotent,
                 )
             )
             return func
@@ -158,7 +166,7 @@ class Unit:
         try:
             ctx = Context(request_id=request_id, client_ip=client_ip(request))
             response, route = self._respond(request, ctx)
-            _finish_headers(request, response, ctx)
+            finish_headers(request, response, ctx)
             elapsed = time.perf_counter() - started
             metrics.observe_request(request.method, route, response.status_code, elapsed)
             _access_log(request, response, elapsed)
@@ -174,9 +182,10 @@ class Unit:
     def _respond(self, request: Request, ctx: Context) -> tuple[Response, str]:
         """The response and the matched route template (for metrics labels)."""
         route = "unmatched"
+        endpoint: Endpoint | None = None
         try:
             try:
-                if _is_preflight(request):
+                if is_preflight(request):
                     return self._preflight(request), route
                 endpoint, path_args = self._match(request)
                 route = endpoint.path
@@ -188,6 +197,8 @@ class Unit:
                 raise
         except errors.AppError as exc:
             metrics.count_error(type(exc).__name__, route)
+            if isinstance(exc, errors.ValidationFailed) and endpoint is not None:
+                exc = locate(exc, endpoint.inputs)
             return problem_response(exc, ctx.request_id, instance=request.path), route
         except Exception as exc:
             return self._unexpected(exc, ctx.request_id, request.path, route), route
@@ -209,28 +220,22 @@ class Unit:
         if endpoint.access != "public":
             from imangor.auth import authenticate
 
-            ctx.principal = authenticate(dict(request.headers), endpoint, ctx)
+            ctx.principal = authenticate(dict(request.headers), endpoint, lambda: ctx.db)
         if endpoint.rate_limit != "off":
             from imangor.ratelimit import enforce
 
-            enforce(endpoint, ctx)
-        kwargs: dict[str, Any] = {"ctx": ctx} if endpoint.wants_ctx else {}
-        problems: list[dict[str, Any]] = []
-        for source, model in endpoint.inputs.items():
-            raw = _read_input(source, model, endpoint, request, path_args)
-            if (where := _nul_at(raw)) is not None:
-                problems.append(
-                    _field_problem(
-                        [source, *where], "NUL characters are not accepted", "nul_character"
-                    )
-                )
-                continue
-            try:
-                kwargs[source] = model.model_validate(raw)
-            except ValidationError as exc:
-                problems.extend(validation_errors(exc, source))
-        if problems:
-            raise errors.ValidationFailed(problems)
+            ctx.response_headers.update(enforce(endpoint, ctx.principal, ctx.client_ip))
+        inputs, key = read_inputs(endpoint, request, path_args)
+        if key is not None:
+            run = partial(self._run, endpoint, inputs, request, ctx)
+            return answer_once(endpoint, key, inputs, ctx, run)
+        return self._run(endpoint, inputs, request, ctx)
+
+    def _run(
+        self, endpoint: Endpoint, inputs: dict[str, BaseModel], request: Request, ctx: Context
+    ) -> Response:
+        """Call the endpoint with its validated inputs and serialise what it returns."""
+        kwargs: dict[str, Any] = {"ctx": ctx, **inputs} if endpoint.wants_ctx else dict(inputs)
         try:
             result = endpoint.func(**kwargs)
         except HTTPException as exc:
@@ -243,28 +248,14 @@ class Unit:
             raise errors.HTTPStatusError(exc.code, exc.name, detail, headers) from None
         if endpoint.raw:
             return result  # type: ignore[no-any-return]
-        status = ctx.status or endpoint.status
-        if result is None:
-            return Response(status=204 if status == 200 else status)
-        body = _adapter(type(result)).dump_json(result, by_alias=True)
-        if endpoint.cache_control and request.method in ("GET", "HEAD") and status == 200:
-            return _cacheable(request, body, endpoint.cache_control)
-        return Response(body, status=status, mimetype=JSON)
+        return serialise(result, endpoint, request)
 
     def _preflight(self, request: Request) -> Response:
         adapter = self._routes.bind("localhost")
-        methods = adapter.allowed_methods(request.path)
+        methods = list(adapter.allowed_methods(request.path))
         if not methods:
             raise errors.NotFound(f"no endpoint at {request.path}")
-        response = Response(status=204)
-        origin = request.headers.get("Origin", "")
-        if _origin_allowed(origin):
-            response.headers["Access-Control-Allow-Methods"] = ", ".join(sorted(methods))
-            asked = request.headers.get("Access-Control-Request-Headers")
-            if asked:
-                response.headers["Access-Control-Allow-Headers"] = asked
-            response.headers["Access-Control-Max-Age"] = str(get_settings().cors_max_age)
-        return response
+        return preflight_response(request, methods)
 
     def _unexpected(self, exc: Exception, request_id: str, path: str, route: str) -> Response:
         if _is_integrity_error(exc):
@@ -276,210 +267,20 @@ class Unit:
         return problem_response(errors.InternalError(), request_id, instance=path)
 
 
-# -- input --------------------------------------------------------------------------------------
-
-
-def _read_input(
-    source: str,
-    model: type[BaseModel],
-    endpoint: Endpoint,
-    request: Request,
-    path_args: dict[str, Any],
-) -> Any:
-    if source == "path":
-        return path_args
-    if source == "query":
-        return _query(request, model)
-    if source == "headers":
-        names = {
-            (f.alias or name).lower(): f.alias or name for name, f in model.model_fields.items()
-        }
-        return {names[k.lower()]: v for k, v in request.headers.items() if k.lower() in names}
-    return _read_body(endpoint, request)
-
-
-def _query(request: Request, model: type[BaseModel]) -> dict[str, Any]:
-    """Query parameters, decoded strictly: invalid UTF-8 is a 400, not a replacement
-    character or the escape kept as text. A repeated key becomes a list where the model
-    expects one; anywhere else it is a 422 instead of one of its values picked silently."""
-    try:
-        text = request.query_string.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
-    except UnicodeDecodeError:
-        raise errors.BadRequest("the query string is not valid UTF-8") from None
-    lists = {n for n, f in model.model_fields.items() if _is_list(f.annotation)}
-    values: dict[str, list[str]] = {}
-    for key, value in pairs:
-        values.setdefault(key, []).append(value)
-    repeated = sorted(k for k, v in values.items() if len(v) > 1 and k not in lists)
-    if repeated:
-        raise errors.ValidationFailed(
-            [_field_problem(["query", k], "give this parameter once", "repeated") for k in repeated]
-        )
-    return {k: v if k in lists else v[0] for k, v in values.items()}
-
-
-def _is_list(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (list, tuple, set):
-        return True
-    return any(_is_list(a) for a in typing.get_args(annotation))
-
-
-def _read_body(endpoint: Endpoint, request: Request) -> Any:
-    limit = get_settings().max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.PayloadTooLarge(f"the body is limited to {limit} bytes")
-    media = (request.mimetype or "").lower()
-    if media not in endpoint.media_types:
-        raise errors.UnsupportedMediaType(f"send the body as {' or '.join(endpoint.media_types)}")
-    data = request.stream.read(limit + 1)
-    if len(data) > limit:
-        raise errors.PayloadTooLarge(f"the body is limited to {limit} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise errors.BadRequest("the body is not valid UTF-8") from None
-    if media == FORM:
-        try:
-            return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
-        except UnicodeDecodeError:
-            raise errors.BadRequest("the form body is not valid UTF-8") from None
-    if not text.strip():
-        raise errors.BadRequest("the body is empty; send a JSON object")
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise errors.BadRequest(f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise errors.BadRequest("the JSON is nested too deeply") from None
-
-
-def _nul_at(value: Any, path: tuple[str | int, ...] = ()) -> list[str | int] | None:
-    """Where a NUL character hides in parsed input (PostgreSQL text cannot hold one), if
-    anywhere: refused up front as a 422 instead of failing in the database as a 500."""
-    if isinstance(value, str):
-        return list(path) if "\x00" in value else None
-    items = (
-        value.items()
-        if isinstance(value, dict)
-        else (enumerate(value) if isinstance(value, list) else ())
-    )
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return [*path, key]
-        if (found := _nul_at(item, (*path, key))) is not None:
-            return found
-    return None
-
-
-def _field_problem(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
-    """One entry of a 422's `errors`, shaped like pydantic's (see `validation_errors`)."""
-    return {
-        "loc": loc,
-        "field": ".".join(str(part) for part in loc),
-        "message": message,
-        "type": kind,
-    }
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def validation_errors(exc: ValidationError, source: str) -> list[dict[str, Any]]:
-    """pydantic's errors as `{loc, field, message, type}` with the input's source first."""
-    return [
-        _field_problem([source, *err["loc"]], err["msg"], err["type"])
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
-
-
-_adapters: dict[type, TypeAdapter[Any]] = {}
-
-
-def _adapter(kind: type) -> TypeAdapter[Any]:
-    adapter = _adapters.get(kind)
-    if adapter is None:
-        adapter = _adapters[kind] = TypeAdapter(kind)
-    return adapter
-
-
-# -- output -------------------------------------------------------------------------------------
-
-
-def problem_response(exc: errors.AppError, request_id: str, *, instance: str) -> Response:
-    """An RFC 9457 problem document for an error."""
-    status = exc.status
-    document: dict[str, Any] = {
-        "type": f"https://imangor.dev/problems/{exc.slug}",
-        "title": exc.title,
-        "status": status,
-        "detail": exc.detail,
-        "instance": instance,
-        "request_id": request_id,
-        **exc.extensions,
-    }
-    response = Response(json.dumps(document, default=str), status=status, mimetype=PROBLEM_JSON)
-    response.headers.update(exc.headers)
-    return response
-
-
-def _cacheable(request: Request, body: bytes, cache_control: str) -> Response:
-    """A 200 with a strong ETag of its body, or a bodiless 304 when the client has it."""
-    import hashlib
-
-    etag = hashlib.blake2b(body, digest_size=16).hexdigest()
-    headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control}
-    # Weak comparison (RFC 9110 §13.1.2): a proxy that compresses the body marks the ETag
-    # weak (W/"…"), and the client sending that back still has this representation.
-    if request.if_none_match.contains_weak(etag):
-        return Response(status=304, headers=headers)
-    return Response(body, status=200, mimetype=JSON, headers=headers)
-
-
-def _finish_headers(request: Request, response: Response, ctx: Context) -> None:
-    headers = response.headers
-    headers.update(ctx.response_headers)
-    headers["X-Request-ID"] = ctx.request_id
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Cache-Control", "no-store")
-    if get_settings().cors_origins:
-        # The answer depends on Origin (with or without Access-Control-Allow-Origin), so a
-        # shared cache must not hand one origin's copy, or a copy without one, to another.
-        headers.add("Vary", "Origin")
-    origin = request.headers.get("Origin")
-    if origin and _origin_allowed(origin):
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Access-Control-Expose-Headers"] = (
-            "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, ETag"
-        )
-
-
 def _answer_framework_paths(name: str, handle: Callable[[Request], Response]) -> None:
-    """functions-framework keeps /robots.txt and /favicon.ico for itself and answers them
-    with an HTML 404 that never reaches the unit. Its app is being built (named after the
-    target) while the unit's module loads: send that 404 to the unit, which answers as for
-    any unknown path (a problem document with a request id, logged and counted)."""
-    register = getattr(sys.modules.get("functions_framework"), "errorhandler", None)
-    app = getattr(register, "__self__", None)
-    # Only the app being built for this unit: an older one (tests, tools that import units)
-    # may have served requests already, and Flask refuses set-up on those.
-    if isinstance(app, Flask) and app.name == name and not app._got_first_request:
-        app.register_error_handler(404, lambda _exc: handle(current_request))
+    """functions-framework routes /robots.txt and /favicon.ico to a view of its own that
+    answers an HTML 404, so those requests never reach the unit. Send that 404 to the unit,
+    which answers as for any unknown path (a problem document with a request id, logged and
+    counted).
 
-
-def _origin_allowed(origin: str) -> bool:
-    allowed = get_settings().cors_origins
-    return bool(origin) and ("*" in allowed or origin in allowed)
-
-
-def _is_preflight(request: Request) -> bool:
-    return (
-        request.method == "OPTIONS"
-        and "Origin" in request.headers
-        and "Access-Control-Request-Method" in request.headers
-    )
+    Only public APIs: functions-framework's `create_app` executes the unit's module inside
+    the application context of the app it builds (named after the target), so there
+    `flask.current_app` is that app and `register_error_handler` is Flask's own set-up call.
+    Imported any other way (tests, the generators, another app's request) there is no such
+    context, or it is another app's, or a request is being served: nothing to do."""
+    if not has_app_context() or has_request_context() or current_app.name != name:
+        return
+    current_app.register_error_handler(404, lambda _exc: handle(current_request))
 
 
 def _request_id(request: Request) -> str:

@@ -20,20 +20,6 @@ class OrderIn(Input):
     quantity: int = Field(ge=1, le=MAX_QUANTITY)
 
 
-class OrderHeaders(Input):
-    idempotency_key: str | None = Field(
-        None,
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description=(
-            "any unique string (a UUID is best): a retry with the same key and body gets the "
-            "first answer; the same key with another body is a 422. Keys live 24 hours"
-        ),
-    )
-
-
 class OrderPath(Input):
     order_id: uuid.UUID
 

@@ -1,27 +1,21 @@
-"""API keys: `imk_<public id>_<secret>`; the id finds the row, the secret's hash proves it."""
+"""Managing API keys: create (the secret shown once), list, revoke. Checking a presented key
+is authentication's job (`imangor.auth.api_keys`)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imangor.errors import NotAuthenticated, NotFound, ValidationFailed
-from imangor.models import ApiKey, User
+from imangor.auth.api_keys import PREFIX, secret_digest
+from imangor.errors import FieldProblem, NotFound, ValidationFailed
+from imangor.models import ApiKey
 from imangor.registry import REGISTRY
 
-PREFIX = "imk_"
 GRANTABLE_SCOPES = REGISTRY.grantable_scopes
-LAST_USED_GRANULARITY = timedelta(minutes=1)  # at most one write per key per minute
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def create_key(
@@ -30,23 +24,21 @@ def create_key(
     """The new key and its full secret, which is never stored and never shown again."""
     unknown = sorted(set(scopes) - GRANTABLE_SCOPES)
     if unknown:
-        errors = [
-            {
-                "loc": ["body", "scopes"],
-                "field": "body.scopes",
-                "type": "scope_unknown",
-                "message": f"unknown scope {s!r}; grantable: {sorted(GRANTABLE_SCOPES)}",
-            }
+        grantable = sorted(GRANTABLE_SCOPES)
+        problems = [
+            FieldProblem(
+                ("scopes",), "scope_unknown", f"unknown scope {s!r}; grantable: {grantable}"
+            )
             for s in unknown
         ]
-        raise ValidationFailed(errors, detail=f"unknown scopes: {', '.join(unknown)}")
+        raise ValidationFailed(problems, detail=f"unknown scopes: {', '.join(unknown)}")
     public_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(
         user_id=user_id,
         name=name,
         prefix=f"{PREFIX}{public_id}",
-        secret_hash=_digest(secret),
+        secret_hash=secret_digest(secret),
         scopes=sorted(set(scopes)),
     )
     session.add(key)
@@ -70,22 +62,3 @@ def revoke_key(session: Session, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
     if key is None or key.user_id != user_id or key.revoked_at is not None:
         raise NotFound("no such API key")
     key.revoked_at = datetime.now(UTC)
-
-
-def authenticate_key(session: Session, presented: str) -> tuple[ApiKey, User]:
-    parts = presented.strip().split("_", 2)  # imk, public id, secret (which may hold "_")
-    if len(parts) != 3 or f"{parts[0]}_" != PREFIX or not parts[2] or len(presented) > 200:
-        raise NotAuthenticated("the API key is invalid")
-    prefix, secret = f"{PREFIX}{parts[1]}", parts[2]
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    # Compare even when no row matched, so timing says nothing about which prefixes exist.
-    expected = key.secret_hash if key is not None else _digest("no-such-key")
-    if not hmac.compare_digest(expected, _digest(secret)) or key is None or key.revoked_at:
-        raise NotAuthenticated("the API key is invalid")
-    user = session.get(User, key.user_id)
-    if user is None or not user.is_active:
-        raise NotAuthenticated("the API key's owner no longer exists or is disabled")
-    now = datetime.now(UTC)
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
-        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-    return key, user

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from imangor import storage
 from imangor.config import get_settings
-from imangor.errors import Conflict, NotFound, ValidationFailed
+from imangor.errors import Conflict, FieldError, NotFound
 from imangor.models import StoredFile
 from imangor.schemas.files import FileIn
 
@@ -23,26 +23,17 @@ ABANDONED_AFTER = timedelta(days=1)
 UPLOAD_GRACE = timedelta(hours=1)
 
 
-def _field_error(field: str, message: str, kind: str) -> ValidationFailed:
-    return ValidationFailed(
-        [{"loc": ["body", field], "field": f"body.{field}", "message": message, "type": kind}],
-        detail=message,
-    )
-
-
 def start_upload(
     session: Session, owner: uuid.UUID, data: FileIn
 ) -> tuple[StoredFile, str, datetime]:
     """A pending file row and a signed PUT URL bound to its content type and size."""
     settings = get_settings()
     if data.content_type not in settings.upload_content_types:
-        raise _field_error(
-            "content_type",
-            f"allowed types: {settings.upload_content_types}",
-            "content_type_not_allowed",
-        )
+        allowed = f"allowed types: {settings.upload_content_types}"
+        raise FieldError("content_type", "content_type_not_allowed", allowed, detail=allowed)
     if data.size > settings.upload_max_bytes:
-        raise _field_error("size", f"the limit is {settings.upload_max_bytes} bytes", "too_large")
+        limit = f"the limit is {settings.upload_max_bytes} bytes"
+        raise FieldError("size", "too_large", limit, detail=limit)
     file_id = uuid.uuid4()
     row = StoredFile(
         id=file_id,

@@ -1,12 +1,16 @@
-"""Idempotent writes: the first answer to an `Idempotency-Key` is replayed to its retries.
+"""Idempotent writes: the first answer under a client's key is replayed to its retries.
 
 The key row is claimed at the start of the write's own transaction and the answer is stored
 in it before commit, so:
 - a request that fails anywhere rolls back its key too: the retry runs again from scratch;
 - a concurrent duplicate blocks on the key's primary key until the first commits, then
   replays its answer (or, if the first rolled back, runs itself);
-- the same key with another request (method, path or body) is refused;
+- the same key with another request (another scope or another body) is refused;
 - keys expire after IDEMPOTENCY_TTL_SECONDS: an expired key is claimed anew as if unseen.
+
+What a request and its answer are is the caller's business (the runtime passes its method
+and path as the scope, and keeps the response it sent as the answer): this module stores
+them and compares them, nothing more.
 """
 
 from __future__ import annotations
@@ -16,64 +20,62 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from imangor.config import get_settings
-from imangor.errors import Conflict, ValidationFailed
+from imangor.errors import Conflict
 from imangor.models import IdempotencyKey
 
-M = TypeVar("M", bound=BaseModel)
-
-# How long a key is remembered. Becomes the setting IDEMPOTENCY_TTL_SECONDS (default 86400).
-HEADER = "Idempotency-Key"
+Answer = dict[str, Any]  # any JSON object; stored as given, returned as stored
 
 
-def request_fingerprint(method: str, path: str, body: Mapping[str, Any]) -> str:
-    """sha256 of the method, path and the body's canonical JSON (key order is irrelevant)."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{method.upper()} {path}\n{canonical}".encode()).hexdigest()
+class KeyReused(Exception):
+    """The key was already used for another request; its caller decides how to say so."""
+
+
+def request_fingerprint(scope: str, request: Mapping[str, Any]) -> str:
+    """sha256 of the scope and the request's canonical JSON (key order is irrelevant)."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{scope}\n{canonical}".encode()).hexdigest()
 
 
 def run_once(
     session: Session,
     *,
-    user_id: uuid.UUID,
+    owner: uuid.UUID,
     key: str,
-    fingerprint: str,
-    status: int,
-    model: type[M],
-    run: Callable[[], M],
-) -> tuple[M, bool]:
+    scope: str,
+    request: Mapping[str, Any],
+    run: Callable[[], Answer],
+) -> tuple[Answer, bool]:
     """`run()`'s answer, or the stored answer of an earlier request with this key.
 
-    Returns (answer, replayed). Raises ValidationFailed when the key was used for another
-    request. Must run inside the transaction that makes the write (the caller commits).
+    Returns (answer, replayed). Raises KeyReused when `owner` used the key for another
+    `scope` or `request`. Must run inside the transaction that makes the write (the caller
+    commits).
     """
-    stored = _claim(session, user_id, key, fingerprint)
+    stored = _claim(session, owner, key, request_fingerprint(scope, request))
     if stored is not None:
-        return model.model_validate(stored), True
+        return stored, True
     answer = run()
     session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-        .values(response_status=status, response_body=answer.model_dump(mode="json"))
+        .where(IdempotencyKey.user_id == owner, IdempotencyKey.key == key)
+        .values(answer=answer)
         .execution_options(synchronize_session=False)
     )
     return answer, False
 
 
-def _claim(
-    session: Session, user_id: uuid.UUID, key: str, fingerprint: str
-) -> dict[str, Any] | None:
+def _claim(session: Session, owner: uuid.UUID, key: str, fingerprint: str) -> Answer | None:
     """Claim the key for this transaction (None), or the stored answer to replay."""
     table = IdempotencyKey
     fresh = insert(table).values(
-        user_id=user_id,
+        user_id=owner,
         key=key,
         fingerprint=fingerprint,
         expires_at=func.now() + timedelta(seconds=get_settings().idempotency_ttl_seconds),
@@ -83,8 +85,7 @@ def _claim(
         index_elements=[table.user_id, table.key],
         set_={
             "fingerprint": fresh.excluded.fingerprint,
-            "response_status": None,
-            "response_body": None,
+            "answer": None,
             "created_at": func.now(),
             "expires_at": fresh.excluded.expires_at,
         },
@@ -93,26 +94,14 @@ def _claim(
     if session.execute(claim).first() is not None:
         return None
     row = session.execute(
-        select(table.fingerprint, table.response_status, table.response_body).where(
-            table.user_id == user_id, table.key == key
-        )
+        select(table.fingerprint, table.answer).where(table.user_id == owner, table.key == key)
     ).one()
     if row.fingerprint != fingerprint:
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["headers", HEADER],
-                    "field": f"headers.{HEADER}",
-                    "message": "this key was already used for a different request",
-                    "type": "idempotency_key_reused",
-                }
-            ],
-            detail="the Idempotency-Key was already used with another request body",
-        )
-    if row.response_status is None:  # cannot happen for a committed row; never replay nothing
-        raise Conflict("a request with this Idempotency-Key is still in progress")
-    body: dict[str, Any] = row.response_body
-    return body
+        raise KeyReused(key)
+    if row.answer is None:  # cannot happen for a committed row; never replay nothing
+        raise Conflict("a request with this key is still in progress")
+    answer: Answer = row.answer
+    return answer
 
 
 def purge_expired(session: Session, now: datetime | None = None) -> int:

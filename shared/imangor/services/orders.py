@@ -17,12 +17,11 @@ from sqlalchemy.orm import Session
 
 from imangor import cache, tasks
 from imangor.auth.principal import Principal
-from imangor.errors import Conflict, NotFound, ValidationFailed
+from imangor.errors import Conflict, FieldError, NotFound
 from imangor.models import Order, Product
 from imangor.schemas.common import PageQuery
 from imangor.schemas.orders import OrderIn, OrderOut, OrderPage
 from imangor.schemas.tasks import ProcessOrder
-from imangor.services import idempotency
 from imangor.services.items import newest_key
 from imangor.services.ownership import visible
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
@@ -34,7 +33,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     SHIPPED: frozenset(),
     CANCELLED: frozenset(),
 }
-PLACE = ("POST", "/orders/")  # what an Idempotency-Key's fingerprint covers, with the body
 
 
 def transition(order: Order, target: str) -> None:
@@ -47,29 +45,12 @@ def transition(order: Order, target: str) -> None:
 # -- placing ---------------------------------------------------------------------------------
 
 
-def place_order(
-    session: Session, user: Principal, data: OrderIn, idempotency_key: str | None = None
-) -> tuple[OrderOut, bool]:
+def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
     """Create a pending order and take its stock in one transaction.
 
-    Returns (order, replayed): with an idempotency key already used for the same request, the
-    first answer and True. Raises Conflict when the stock is short (also when concurrent
-    buyers take the last units first) and ValidationFailed for an unknown product.
+    Raises Conflict when the stock is short (also when concurrent buyers take the last units
+    first) and a FieldError on `product_id` for an unknown product.
     """
-    if idempotency_key is None:
-        return _place(session, user, data), False
-    return idempotency.run_once(
-        session,
-        user_id=user.user_id,
-        key=idempotency_key,
-        fingerprint=idempotency.request_fingerprint(*PLACE, data.model_dump(mode="json")),
-        status=201,
-        model=OrderOut,
-        run=lambda: _place(session, user, data),
-    )
-
-
-def _place(session: Session, user: Principal, data: OrderIn) -> OrderOut:
     # One UPDATE checks and takes the stock: concurrent buyers queue on the row lock and each
     # re-checks `stock >= quantity` against the committed value, so stock never goes below
     # zero. The order row is inserted from its RETURNING in the same statement (one round
@@ -99,16 +80,7 @@ def _place(session: Session, user: Principal, data: OrderIn) -> OrderOut:
     if placed is None:
         left = session.scalar(select(Product.stock).where(Product.id == data.product_id))
         if left is None:
-            raise ValidationFailed(
-                [
-                    {
-                        "loc": ["body", "product_id"],
-                        "field": "body.product_id",
-                        "message": "no product with this id",
-                        "type": "not_found",
-                    }
-                ]
-            )
+            raise FieldError("product_id", "not_found", "no product with this id")
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
     cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
     # Confirmation runs in the background; the job commits (or not) with the order itself.

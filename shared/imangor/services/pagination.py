@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from imangor.config import get_settings
-from imangor.errors import ValidationFailed
+from imangor.errors import FieldError
 
 T = TypeVar("T")
 
@@ -54,15 +54,9 @@ def decode_cursor(cursor: str, query: str) -> list[Any]:
     return key
 
 
-def invalid_cursor(message: str = "the cursor is not one this API issued") -> ValidationFailed:
-    """A 422 on `query.cursor`: forged, garbled, or made for another query."""
-    error = {
-        "loc": ["query", "cursor"],
-        "field": "query.cursor",
-        "message": message,
-        "type": "cursor_invalid",
-    }
-    return ValidationFailed([error], detail=message)
+def invalid_cursor(message: str = "the cursor is not one this API issued") -> FieldError:
+    """An error on the `cursor` field: forged, garbled, or made for another query."""
+    return FieldError("cursor", "cursor_invalid", message, detail=message)
 
 
 def paginate(

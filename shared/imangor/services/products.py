@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from imangor import cache
-from imangor.errors import Conflict, NotFound, ValidationFailed
+from imangor.errors import Conflict, FieldError, NotFound
 from imangor.models import Order, Product
 from imangor.schemas.products import (
     ProductIn,
@@ -158,15 +158,8 @@ def search(session: Session, query: ProductQuery) -> ProductPage:
     stmt = search_statement(query, after)
     rows = session.execute(stmt).all()
     if not rows and query.q and not _has_lexemes(session, query.q):
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["query", "q"],
-                    "field": "query.q",
-                    "message": "q has no searchable words (only operators or stop words)",
-                    "type": "query_empty",
-                }
-            ]
+        raise FieldError(
+            "q", "query_empty", "q has no searchable words (only operators or stop words)"
         )
     sort = query.effective_sort
     key: Callable[[Any], tuple[Any, ...]]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from imangor.auth.passwords import hash_password, verify_password
 from imangor.auth.tokens import issue_access_token
 from imangor.config import get_settings
-from imangor.errors import NotAuthenticated, ValidationFailed
+from imangor.errors import FieldError, NotAuthenticated, ValidationFailed
 from imangor.models import PasswordResetToken, RefreshToken, User
 from imangor.schemas.users import TokenOut
 from imangor.services.users import check_password_policy, revoke_all_sessions
@@ -128,13 +128,8 @@ def reset_password(session: Session, token: str, new_password: str) -> None:
         .with_for_update()
     )
     if row is None or row.used_at is not None or row.expires_at <= _now():
-        error = {
-            "loc": ["body", "token"],
-            "field": "body.token",
-            "message": "the reset link is invalid, used or expired",
-            "type": "token_invalid",
-        }
-        raise ValidationFailed([error], detail="the reset link is invalid, used or expired")
+        message = "the reset link is invalid, used or expired"
+        raise FieldError("token", "token_invalid", message, detail=message)
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise ValidationFailed([], detail="the account no longer exists or is disabled")

@@ -13,7 +13,15 @@ from imangor import tasks
 from imangor.auth.passwords import hash_password, verify_password
 from imangor.auth.principal import Principal
 from imangor.config import get_settings
-from imangor.errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
+from imangor.errors import (
+    Conflict,
+    FieldError,
+    FieldProblem,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from imangor.models import ApiKey, PasswordResetToken, RefreshToken, User
 from imangor.schemas.tasks import SendEmail
 from imangor.schemas.users import (
@@ -35,16 +43,10 @@ def check_password_policy(password: str, email: str, field: str = "password") ->
     if password.strip().lower() == email.strip().lower():
         problems.append("must not be the e-mail address")
     if problems:
-        errors = [
-            {
-                "loc": ["body", field],
-                "field": f"body.{field}",
-                "message": message,
-                "type": "password_policy",
-            }
-            for message in problems
-        ]
-        raise ValidationFailed(errors, detail=f"the password {' and '.join(problems)}")
+        raise ValidationFailed(
+            [FieldProblem((field,), "password_policy", message) for message in problems],
+            detail=f"the password {' and '.join(problems)}",
+        )
 
 
 def _email_taken(session: Session, email: str, except_id: uuid.UUID | None = None) -> bool:
@@ -97,15 +99,10 @@ def update_me(session: Session, caller: Principal, data: UserUpdateMe) -> User:
         if caller.via == "api_key":
             raise PermissionDenied("changing the e-mail needs you signed in, not an API key")
         if data.current_password is None:
-            raise ValidationFailed(
-                [
-                    {
-                        "loc": ["body", "current_password"],
-                        "field": "body.current_password",
-                        "type": "missing",
-                        "message": "required to change the e-mail",
-                    }
-                ],
+            raise FieldError(
+                "current_password",
+                "missing",
+                "required to change the e-mail",
                 detail="changing the e-mail needs current_password",
             )
         ok, _ = verify_password(data.current_password.get_secret_value(), user.hashed_password)

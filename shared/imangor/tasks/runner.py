@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,14 +30,6 @@ class TaskFailed(ServiceUnavailable):
     """The handler failed this attempt; a 503 makes Cloud Tasks retry it."""
 
     title, slug = "Task Failed", "task-failed"
-
-
-def delivery_attempt(headers: Mapping[str, str]) -> int:
-    """1-based attempt number from Cloud Tasks' headers (retry count starts at 0)."""
-    try:
-        return int(headers.get("X-CloudTasks-TaskRetryCount", "0")) + 1
-    except ValueError:
-        return 1
 
 
 def run(session: Session, name: str, job_id: uuid.UUID, payload: Any, attempt: int) -> Job:
