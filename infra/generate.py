@@ -23,8 +23,13 @@ API_VERSION = "1.0.0"
 
 def derived_files() -> dict[Path, str]:
     """Each derived file's path and the exact text the code says it must have."""
-    load_all_units()
-    document = build_openapi(REGISTRY, title=get_settings().project_name, version=API_VERSION)
+    modules = load_all_units()
+    document = build_openapi(
+        REGISTRY,
+        title=get_settings().project_name,
+        version=API_VERSION,
+        unit_docs={unit: module.__doc__ or "" for unit, module in modules.items()},
+    )
     readme = ROOT / "README.md"
     return {
         FUNCTIONS_DIR / "docs" / "openapi.json": _json(document),

@@ -71,3 +71,64 @@ def test_an_idempotent_endpoint_documents_its_header() -> None:
     assert "24 hours" in header[0]["description"]
     listing = document["paths"]["/orders/"]["get"]
     assert all(p["in"] != "header" for p in listing.get("parameters", []))
+
+
+def test_docs_read_like_a_guide_in_the_order_a_newcomer_walks(client: Client) -> None:
+    """The served document says how to sign in, page, read errors and limits, with the
+    settings' numbers; its tags start with auth and end with the internal targets."""
+    from imangor.config import Settings
+
+    document = client.get("/openapi.json").json
+    guide = document["info"]["description"]
+    for needed in (
+        "POST /auth/token",
+        "Authorization: Bearer",
+        "X-API-Key",
+        "customer",
+        "next_cursor",
+        "application/problem+json",
+        "request_id",
+        "RateLimit-Remaining",
+        "Retry-After",
+        "Idempotency-Key",
+    ):
+        assert needed in guide, needed
+    assert (
+        f"at least\n   {Settings.model_fields['password_min_length'].default} characters" in guide
+    )
+    tags = [tag["name"] for tag in document["tags"]]
+    assert tags[0] == "auth" and tags[-2:] == ["tasks", "cron"]
+    assert {op["tags"][0] for path in document["paths"].values() for op in path.values()} <= set(
+        tags
+    )
+    assert all(tag.get("description") for tag in document["tags"])
+
+
+def test_each_own_rate_limit_is_a_setting_documented_on_its_operation(client: Client) -> None:
+    from imangor.config import Settings
+    from imangor.registry import DEFAULT_LIMIT, REGISTRY, RateLimit, load_all_units
+
+    load_all_units()
+    document = client.get("/openapi.json").json
+    own = [e for e in REGISTRY.endpoints if e.rate_limit not in ("off", DEFAULT_LIMIT)]
+    assert {e.path for e in own} >= {"/auth/register", "/auth/reset-password", "/orders/"}
+    for endpoint in REGISTRY.endpoints:
+        assert not isinstance(endpoint.rate_limit, RateLimit), endpoint.path  # a setting
+    for endpoint in own:
+        setting = str(endpoint.rate_limit)
+        assert setting in Settings.model_fields
+        rule = RateLimit.parse(Settings.model_fields[setting].default)
+        operation = document["paths"][endpoint.path][endpoint.method.lower()]
+        assert f"{rule.limit} requests per {rule.window} s" in operation["description"]
+        assert f"`{setting.upper()}`" in operation["description"]
+
+
+def test_new_passwords_are_documented_with_the_minimum_length(client: Client) -> None:
+    from imangor.config import Settings
+
+    minimum = Settings.model_fields["password_min_length"].default
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    assert schemas["RegisterIn"]["properties"]["password"]["minLength"] == minimum
+    assert schemas["ResetIn"]["properties"]["new_password"]["minLength"] == minimum
+    assert schemas["PasswordChangeIn"]["properties"]["new_password"]["minLength"] == minimum
+    assert schemas["TokenIn"]["properties"]["password"]["minLength"] == 1  # signing in: any

@@ -1,6 +1,6 @@
 """auth unit: registration, sign-in (password and Google), token refresh, password recovery."""
 
-from imangor.runtime import FORM, JSON, Context, Deploy, RateLimit, Unit
+from imangor.runtime import FORM, JSON, Context, Deploy, Unit
 from imangor.schemas.users import (
     Accepted,
     GoogleIn,
@@ -17,9 +17,7 @@ from imangor.schemas.users import (
 unit = Unit("auth", Deploy(needs=("database", "redis", "tasks"), memory="1Gi"))
 
 
-@unit.post(
-    "/auth/register", access="public", status=201, rate_limit=RateLimit(10, 3600), errors=(409,)
-)
+@unit.post("/auth/register", access="public", status=201, rate_limit="signup_limit", errors=(409,))
 def register(body: RegisterIn, ctx: Context) -> UserOut:
     """Create a customer account."""
     from imangor.services.users import register as create
@@ -77,7 +75,7 @@ def password_recovery(body: RecoveryIn, ctx: Context) -> Accepted:
     return Accepted(detail="if the account exists, a reset link is on its way")
 
 
-@unit.post("/auth/reset-password", access="public", rate_limit=RateLimit(10, 3600))
+@unit.post("/auth/reset-password", access="public", rate_limit="password_reset_limit")
 def reset_password(body: ResetIn, ctx: Context) -> None:
     """Set a new password with a reset token; every session of the account ends."""
     from imangor.services.sessions import reset_password as reset
@@ -85,7 +83,7 @@ def reset_password(body: ResetIn, ctx: Context) -> None:
     reset(ctx.db, body.token, body.new_password.get_secret_value())
 
 
-@unit.post("/auth/google", access="public", rate_limit=RateLimit(30, 300), errors=(401,))
+@unit.post("/auth/google", access="public", rate_limit="google_signin_limit", errors=(401,))
 def google(body: GoogleIn, ctx: Context) -> TokenOut:
     """Sign in with a Google ID token (linked by verified e-mail, or a new account)."""
     from imangor.auth.google import verify_id_token

@@ -1,15 +1,14 @@
 """orders unit: place, list, read and cancel orders."""
 
-from imangor.runtime import Context, Deploy, RateLimit, Unit
+from imangor.runtime import Context, Deploy, Unit
 from imangor.schemas.common import PageQuery
 from imangor.schemas.orders import OrderIn, OrderOut, OrderPage, OrderPath
 
 unit = Unit("orders", Deploy(needs=("database", "redis", "tasks")))  # enqueues process_order
-# Placing orders takes stock: a tighter limit per customer than RATE_LIMIT_DEFAULT.
-PLACE_LIMIT = RateLimit(10, 60)
 
 
-@unit.post("/orders/", status=201, rate_limit=PLACE_LIMIT, errors=(409,), idempotent=True)
+# Placing orders takes stock: a tighter limit per customer (ORDER_LIMIT) than the default.
+@unit.post("/orders/", status=201, rate_limit="order_limit", errors=(409,), idempotent=True)
 def place_order(body: OrderIn, ctx: Context) -> OrderOut:
     """Order a quantity of a product: a pending order, its stock taken at once (409 if short).
 

@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     rate_limit_default: str = Field(
         "120/60", pattern=RATE, description="requests/seconds per caller and endpoint"
     )
+    signup_limit: str = Field(
+        "10/3600", pattern=RATE, description="POST /auth/register per client IP"
+    )
+    password_reset_limit: str = Field(
+        "10/3600", pattern=RATE, description="POST /auth/reset-password per client IP"
+    )
+    google_signin_limit: str = Field(
+        "30/300", pattern=RATE, description="POST /auth/google per client IP"
+    )
+    order_limit: str = Field(
+        "10/60", pattern=RATE, description="POST /orders/ per customer (it takes stock)"
+    )
     cache_ttl_seconds: int = Field(
         60, ge=1, le=86400, description="how long a cached catalog answer lives in Redis"
     )

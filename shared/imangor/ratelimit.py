@@ -67,16 +67,18 @@ def hit(key: str, limit: int, window_seconds: int, *, fail_closed: bool = False)
 
 
 def enforce(endpoint: Endpoint, principal: Principal | None, client_ip: str) -> dict[str, str]:
-    """Apply the endpoint's limit (its own or RATE_LIMIT_DEFAULT) to this caller; the
-    RateLimit-* headers that report it (none for an endpoint without a limit)."""
+    """Apply the endpoint's limit (the setting it names, RATE_LIMIT_DEFAULT unless its own)
+    to this caller; the RateLimit-* headers that report it (none for an unlimited endpoint).
+    Every attempt counts, a refused one (4xx) too: the limit also caps how fast a caller
+    can probe (e.g. which addresses sign-up says are taken)."""
     from imangor.config import get_settings
     from imangor.registry import RateLimit
 
     rule = endpoint.rate_limit
     if rule == "off":
         return {}
-    if rule == "default":
-        rule = RateLimit.parse(get_settings().rate_limit_default)
+    if isinstance(rule, str):
+        rule = RateLimit.parse(getattr(get_settings(), rule))
     key = f"{endpoint.method}:{endpoint.path}:{_caller(principal, client_ip)}"
     headers = {"RateLimit-Limit": str(rule.limit)}
     try:

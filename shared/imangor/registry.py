@@ -47,8 +47,11 @@ class RateLimit:
         return cls(int(limit), int(window or 60))
 
 
-# An endpoint's limit: its own, the default from settings, or none (health checks, assets).
-Limit = RateLimit | Literal["default", "off"]
+# An endpoint's limit: the name of the setting that holds it ("requests/seconds", read at
+# each request; RATE_LIMIT_DEFAULT unless the endpoint names its own), "off" (health checks,
+# assets), or a fixed RateLimit (tests' sample units: the API's own are all settings).
+Limit = RateLimit | str
+DEFAULT_LIMIT = "rate_limit_default"
 
 
 Need = Literal["database", "redis", "storage", "tasks", "mail"]

@@ -303,3 +303,25 @@ def test_a_reset_also_revokes_api_keys(client: Client, make_account: Any) -> Non
     with session_scope() as session:
         revoke_all_sessions(session, me.id)
     assert client.get("/users/me", headers={"X-API-Key": secret}).status_code == 401
+
+
+def test_the_sign_up_limit_is_a_setting_and_refused_attempts_count(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGNUP_LIMIT, read at each request; a 422 counts like a success (the limit also caps
+    how fast a caller can probe which addresses are taken)."""
+    from imangor.config import get_settings
+
+    monkeypatch.setenv("SIGNUP_LIMIT", "2/3600")
+    get_settings.cache_clear()
+    try:
+        bad = client.post("/auth/register", json={"email": "x@example.com", "password": "short"})
+        assert bad.status_code == 422
+        assert bad.headers["RateLimit-Limit"] == "2"
+        assert register(client, "ok@example.com").status_code == 201
+        refused = register(client, "late@example.com")
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) > 0
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

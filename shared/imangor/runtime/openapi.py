@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from imangor.registry import JSON, Endpoint, Registry
+from imangor.registry import DEFAULT_LIMIT, JSON, Endpoint, RateLimit, Registry
 from imangor.runtime.idempotency import IdempotencyHeaders
 from imangor.schemas.common import Problem
 
@@ -41,7 +41,84 @@ ERROR_TEXT = {
 }
 
 
-def build_openapi(registry: Registry, *, title: str, version: str) -> dict[str, Any]:
+# The order a newcomer walks the API in: sign in first, the internal targets last.
+TAG_ORDER = (
+    "auth", "users", "products", "items", "orders", "files", "jobs", "health", "docs",
+    "tasks", "cron",
+)  # fmt: skip
+
+
+def guide() -> str:
+    """The document's description: how to sign in, page, read errors and limits, with the
+    numbers the settings' defaults give."""
+    from imangor.config import Settings
+
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    default_limit = RateLimit.parse(defaults["rate_limit_default"])
+    return f"""\
+Users, items, a product catalog with full-text search, orders, file uploads and background
+jobs. Every path is the same locally (`make dev`) and in production. JSON in and out; times
+are RFC 3339 UTC; ids are UUIDs.
+
+## Sign in
+1. `POST /auth/register` with `{{"email", "password", "full_name"}}` (a password of at least
+   {defaults["password_min_length"]} characters, not the e-mail address).
+2. `POST /auth/token` with the OAuth2 password form (`username`, `password`) or the same as
+   JSON: `{{"access_token", "refresh_token", "token_type": "bearer", "expires_in"}}`.
+3. Send `Authorization: Bearer <access_token>` on every call. It lives
+   {defaults["access_token_minutes"]} minutes; `POST /auth/refresh` trades the refresh token
+   for a new pair, `POST /auth/logout` ends the session.
+
+In Swagger UI, **Authorize** does steps 2 and 3 for you. For scripts, create an API key
+(`POST /api-keys/`; its secret is shown once) and send `X-API-Key: <key>`: a key holds only
+the scopes it was given (`items:read`, `orders:write`, …), never more than its owner's
+role, and can never change credentials or roles.
+
+Roles: **customer** (the default: your own items, orders, files and jobs), **staff** (the
+catalog and every order), **admin** (everything, users too). Each operation says the role it
+needs (`x-required-role`).
+
+## Lists
+List operations take `limit` (1–100, default 20) and an opaque `cursor`, and answer
+`{{"items": [...], "next_cursor": ...}}`: pass `next_cursor` back as `cursor` until it is
+`null`.
+
+## Errors
+Every error is an RFC 9457 problem document (`application/problem+json`) with `type`,
+`title`, `status`, `detail`, `instance` and a `request_id` (quote it when you report a
+problem); a 422 adds `errors`, one entry per field with its `loc`, `field`, `message` and
+`type`. A 503 means a dependency is briefly unavailable: retry after `Retry-After` seconds.
+
+## Rate limits
+Each operation is limited per caller (the user or API key, else the client IP): by default
+{default_limit.limit} requests per {default_limit.window} s (`RATE_LIMIT_DEFAULT`); operations
+with their own limit say so. Answers carry `RateLimit-Limit`, `RateLimit-Remaining` and
+`RateLimit-Reset`; a 429 carries `Retry-After` (seconds). Every attempt counts, refused ones
+too.
+
+## Retries
+`POST /orders/` takes an `Idempotency-Key` header: a retry with the same key and body gets
+the first answer (`Idempotent-Replayed: true`) instead of a second order.
+"""
+
+
+def _tags(registry: Registry, unit_docs: dict[str, str]) -> list[dict[str, str]]:
+    units = registry.units()
+    ordered = [u for u in TAG_ORDER if u in units] + sorted(set(units) - set(TAG_ORDER))
+    tags = []
+    for unit in ordered:
+        doc = (unit_docs.get(unit) or "").split("\n\n")[0].strip()
+        tag = {"name": unit}
+        if doc:
+            tag["description"] = " ".join(doc.removeprefix(f"{unit} unit: ").split())
+        tags.append(tag)
+    return tags
+
+
+def build_openapi(
+    registry: Registry, *, title: str, version: str, unit_docs: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The document; `unit_docs` (each unit module's docstring) describe the tags."""
     endpoints = [e for e in registry.endpoints if not e.raw]
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(Problem, "serialization")}
     for e in endpoints:
@@ -57,11 +134,8 @@ def build_openapi(registry: Registry, *, title: str, version: str) -> dict[str, 
         paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, keys, schemas)
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": title,
-            "version": version,
-            "description": "Errors are RFC 9457 problem documents (application/problem+json).",
-        },
+        "info": {"title": title, "version": version, "description": guide()},
+        "tags": _tags(registry, unit_docs or {}),
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
     }
@@ -73,8 +147,9 @@ def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> di
         "summary": e.summary,
         "tags": [e.unit],
     }
-    if e.description:
-        op["description"] = e.description
+    description = "\n\n".join(filter(None, [e.description, _limit_note(e)]))
+    if description:
+        op["description"] = description
     params = []
     for source, model in _inputs(e):
         location = PARAM_LOCATION.get(source)
@@ -107,6 +182,21 @@ def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> di
         op["security"] = [{"bearerAuth": []}, {"oauth2": []}, {"apiKey": []}]
         op["x-required-role"] = "customer" if e.access == "user" else e.access
     return op
+
+
+def _limit_note(e: Endpoint) -> str | None:
+    """What limits this operation, when it is not the default every operation has."""
+    from imangor.config import Settings
+
+    if e.rate_limit in ("off", DEFAULT_LIMIT):
+        return None
+    if isinstance(e.rate_limit, RateLimit):
+        rule, named = e.rate_limit, ""
+    else:
+        rule = RateLimit.parse(Settings.model_fields[e.rate_limit].default)
+        named = f" (`{e.rate_limit.upper()}`)"
+    caller = "client IP" if e.access == "public" else "caller"
+    return f"Rate limit: {rule.limit} requests per {rule.window} s per {caller}{named}."
 
 
 def _inputs(e: Endpoint) -> list[tuple[str, type[BaseModel]]]:

@@ -27,7 +27,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
 from imangor import errors, metrics
-from imangor.config import ConfigurationError, get_settings
+from imangor.config import ConfigurationError, Settings, get_settings
 from imangor.observability import (
     configure_logging,
     parse_trace,
@@ -35,6 +35,7 @@ from imangor.observability import (
     trace_var,
 )
 from imangor.registry import (
+    DEFAULT_LIMIT,
     JSON,
     REGISTRY,
     Access,
@@ -91,13 +92,16 @@ class Unit:
         access: Access = "user",
         status: int = 200,
         media_types: tuple[str, ...] = (JSON,),
-        rate_limit: Limit = "default",
+        rate_limit: Limit = DEFAULT_LIMIT,
         cache_control: str | None = None,
         errors: tuple[int, ...] = (),
         key_scope: str | None = None,
         raw: bool = False,
         idempotent: bool = False,
     ) -> Callable[[F], F]:
+        if isinstance(rate_limit, str) and rate_limit not in ("off", *Settings.model_fields):
+            raise TypeError(f"{method} {path}: rate_limit {rate_limit!r} is not a setting")
+
         def register(func: F) -> F:
             self.registry.add(
                 endpoint_from_function(

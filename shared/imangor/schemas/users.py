@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, EmailStr, Field, SecretStr, model_validator
 
+from imangor.config import Settings
 from imangor.schemas.common import Input, Output, PageQuery
 
 Role = Literal["customer", "staff", "admin"]
@@ -20,6 +21,19 @@ def _normalise_email(value: str) -> str:
 # Stored lower-cased and trimmed, so "  Ann@Example.COM " and "ann@example.com" are one account.
 Email = Annotated[EmailStr, AfterValidator(_normalise_email)]
 Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
+# A password being set. The service checks it against the PASSWORD_MIN_LENGTH in force (and
+# that it is not the e-mail address) with one clear message; the document states the rule
+# with the setting's default.
+_MIN = Settings.model_fields["password_min_length"].default
+NewPassword = Annotated[
+    SecretStr,
+    Field(
+        min_length=1,
+        max_length=256,
+        json_schema_extra={"minLength": _MIN},
+        description=f"at least PASSWORD_MIN_LENGTH ({_MIN}) characters, not the e-mail address",
+    ),
+]
 Name = Annotated[str, Field(max_length=200)]
 
 
@@ -36,7 +50,7 @@ class UserOut(Output):
 
 class RegisterIn(Input):
     email: Email
-    password: Password
+    password: NewPassword
     full_name: Name = ""
 
 
@@ -48,12 +62,12 @@ class UserUpdateMe(Input):
 
 class PasswordChangeIn(Input):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class AdminUserCreate(Input):
     email: Email
-    password: Password
+    password: NewPassword
     full_name: Name = ""
     role: Role = "customer"
     is_active: bool = True
@@ -64,7 +78,7 @@ class AdminUserUpdate(Input):
     full_name: Name | None = None
     role: Role | None = None
     is_active: bool | None = None
-    password: Password | None = None
+    password: NewPassword | None = None
 
 
 class UserFilter(PageQuery):
@@ -118,7 +132,7 @@ class RecoveryIn(Input):
 
 class ResetIn(Input):
     token: Annotated[str, Field(min_length=1, max_length=200)]
-    new_password: Password
+    new_password: NewPassword
 
 
 class GoogleIn(Input):
