@@ -1,11 +1,13 @@
 """files unit: uploads and downloads through signed Cloud Storage URLs (owner only)."""
 
 from imangor.runtime import Context, Deploy, Unit
+from imangor.schemas.common import PageQuery
 from imangor.schemas.files import (
     Completed,
     DownloadLink,
     FileIn,
     FileOut,
+    FilePage,
     FilePath,
     UploadTicket,
 )
@@ -40,6 +42,14 @@ def complete_upload(path: FilePath, ctx: Context) -> Completed:
     row = complete(ctx.db, ctx.user.user_id, path.file_id)
     job = enqueue(ctx.db, ProcessUpload(file_id=row.id), user_id=ctx.user.user_id)
     return Completed.model_validate({**FileOut.model_validate(row).model_dump(), "job_id": job.id})
+
+
+@unit.get("/files/")
+def list_files(query: PageQuery, ctx: Context) -> FilePage:
+    """Your files, newest first, with their state (deleted ones left out)."""
+    from imangor.services.files import list_files as listed
+
+    return listed(ctx.db, ctx.user, query)
 
 
 @unit.get("/files/{file_id}", errors=(409,))

@@ -1,10 +1,10 @@
-"""jobs unit: the state of a background job (its owner or staff only)."""
+"""jobs unit: the state of your background jobs (their owner or staff only)."""
 
 import uuid
 
 from imangor.runtime import Context, Deploy, Unit
-from imangor.schemas.common import Input
-from imangor.schemas.tasks import JobOut
+from imangor.schemas.common import Input, PageQuery
+from imangor.schemas.tasks import JobOut, JobPage
 
 unit = Unit("jobs", Deploy(needs=("database", "redis")))
 
@@ -13,13 +13,21 @@ class JobPath(Input):
     job_id: uuid.UUID
 
 
+@unit.get("/jobs/")
+def list_jobs(query: PageQuery, ctx: Context) -> JobPage:
+    """Your background jobs, newest first (staff: every job); each expires an hour after
+    it finishes."""
+    from imangor.services.jobs import list_jobs as listed
+
+    return listed(ctx.db, ctx.user, query)
+
+
 @unit.get("/jobs/{job_id}")
 def read_job(path: JobPath, ctx: Context) -> JobOut:
     """Status, attempts, result and error of a background job."""
-    from imangor.models import Job
-    from imangor.services.ownership import visible
+    from imangor.services.jobs import get_job
 
-    return JobOut.model_validate(visible(ctx.db, Job, Job.user_id, ctx.user, path.job_id))
+    return get_job(ctx.db, ctx.user, path.job_id)
 
 
 jobs = unit.entry_point()

@@ -418,3 +418,36 @@ def _race(live_server: str, product: dict[str, Any], buyers: list[Any], tries: i
     for t in threads:
         t.join(timeout=60)
     return statuses
+
+
+def test_an_order_names_the_job_that_confirms_it_and_jobs_are_listed(
+    client: Client, customer: Any, make_account: Any, make_product: Any
+) -> None:
+    """The order carries its job's id; GET /jobs/ lists the caller's jobs newest first in
+    keyset pages (another customer sees none of them; staff see every job)."""
+    product = make_product(stock=10)
+    placed = [order(client, customer, product).json for _ in range(3)]
+    job_ids = [p["job_id"] for p in placed]
+    assert all(job_ids) and len(set(job_ids)) == 3
+    assert (
+        client.get(f"/orders/{placed[0]['id']}", headers=customer.headers).json["job_id"]
+        == (job_ids[0])
+    )
+    job = client.get(f"/jobs/{job_ids[0]}", headers=customer.headers).json
+    assert (job["id"], job["kind"]) == (job_ids[0], "process_order")
+
+    first = client.get("/jobs/", query_string={"limit": 2}, headers=customer.headers).json
+    second = client.get(
+        "/jobs/",
+        query_string={"limit": 2, "cursor": first["next_cursor"]},
+        headers=customer.headers,
+    ).json
+    assert [j["id"] for j in first["items"] + second["items"]] == job_ids[::-1]
+    assert second["next_cursor"] is None
+    other = make_account("customer")
+    assert client.get("/jobs/", headers=other.headers).json["items"] == []
+    assert client.get(f"/jobs/{job_ids[0]}", headers=other.headers).status_code == 404
+    staff = make_account("staff")
+    assert len(client.get("/jobs/", headers=staff.headers).json["items"]) == 3
+    forged = client.get("/jobs/", query_string={"cursor": "abc"}, headers=customer.headers)
+    assert forged.status_code == 422

@@ -193,3 +193,19 @@ def test_daily_report_lands_in_storage(live_server: str, signer: Any) -> None:
     blob = storage.bucket().get_blob("reports/daily/2026-11-27.csv")
     assert blob is not None
     assert blob.download_as_text().splitlines()[0] == "date,category,orders,units,revenue"
+
+
+def test_files_are_listed_newest_first_to_their_owner_only(
+    client: Client, make_account: Any
+) -> None:
+    owner = make_account()
+    made = [start(client, owner, filename=f"f{i}.txt").json["id"] for i in range(3)]
+    assert client.delete(f"/files/{made[1]}", headers=owner.headers).status_code == 204
+    first = client.get("/files/", query_string={"limit": 1}, headers=owner.headers).json
+    rest = client.get(
+        "/files/", query_string={"cursor": first["next_cursor"]}, headers=owner.headers
+    ).json
+    listed = [f["id"] for f in first["items"] + rest["items"]]
+    assert listed == [made[2], made[0]]  # newest first, the deleted one left out
+    assert {f["status"] for f in first["items"] + rest["items"]} == {"pending"}
+    assert client.get("/files/", headers=make_account("staff").headers).json["items"] == []

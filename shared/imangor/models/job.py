@@ -26,7 +26,8 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
             "status IN ('queued', 'running', 'succeeded', 'failed', 'dead')", name="status"
         ),
         Index("ix_jobs_expires", "expires_at"),
-        Index("ix_jobs_user", "user_id"),
+        Index("ix_jobs_user_created", "user_id", "created_at", "id"),  # your jobs, newest first
+        Index("ix_jobs_created", "created_at", "id"),  # staff list every job
     )
 
     kind: Mapped[str] = mapped_column(String(64))

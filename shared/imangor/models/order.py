@@ -32,3 +32,6 @@ class Order(UUIDPrimaryKey, Timestamps, Base):
     quantity: Mapped[int]
     unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    # The background job that confirms it (GET /jobs/{id}). No foreign key: a job's row is
+    # removed once its result has expired, and the order keeps the id it was told.
+    job_id: Mapped[uuid.UUID | None]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from imangor.schemas.common import Input, Output
+from imangor.schemas.common import Input, Output, Page
 
 Filename = Annotated[
     str,
@@ -40,6 +40,10 @@ class FileOut(Output):
     sha256: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class FilePage(Page[FileOut]):
+    """One page of your files, newest first (deleted ones left out)."""
 
 
 class UploadTicket(Output):

@@ -32,6 +32,9 @@ class OrderOut(Output):
     unit_price: MoneyOut
     total: MoneyOut
     status: OrderStatus
+    job_id: uuid.UUID | None = Field(
+        None, description="the background job confirming it: GET /jobs/{job_id}"
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from imangor.schemas.common import Output
+from imangor.schemas.common import Output, Page
 from imangor.tasks.declare import TaskPayload
 
 # Addresses arrive here already validated (by the request that enqueued the task), so a plain
@@ -46,3 +46,7 @@ class JobOut(Output):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobPage(Page[JobOut]):
+    """One page of background jobs, newest first."""

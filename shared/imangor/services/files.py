@@ -12,10 +12,13 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from imangor import storage
+from imangor.auth.principal import Principal
 from imangor.config import get_settings
 from imangor.errors import Conflict, FieldError, NotFound
 from imangor.models import StoredFile
-from imangor.schemas.files import FileIn
+from imangor.schemas.common import PageQuery
+from imangor.schemas.files import FileIn, FileOut, FilePage
+from imangor.services.pagination import newest_first
 
 ABANDONED_AFTER = timedelta(days=1)
 # A PUT that started before its URL expired may still be writing: deleted files are swept
@@ -83,6 +86,21 @@ def complete_upload(session: Session, owner: uuid.UUID, file_id: uuid.UUID) -> S
         )
     row.status, row.uploaded_at = "uploaded", datetime.now(UTC)
     return row
+
+
+def list_files(session: Session, user: Principal, query: PageQuery) -> FilePage:
+    """The caller's files, newest first; deleted ones are left out (their rows only wait for
+    their upload URL to expire). Files are private: staff see only their own here too."""
+    page, cursor = newest_first(
+        session,
+        StoredFile,
+        StoredFile.owner_id,
+        user,
+        query,
+        staff_see_all=False,
+        where=(StoredFile.status != "deleted",),
+    )
+    return FilePage(items=[FileOut.model_validate(f) for f in page], next_cursor=cursor)
 
 
 def process_upload(session: Session, file_id: uuid.UUID) -> dict[str, Any]:

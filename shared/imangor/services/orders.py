@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Integer, String, Uuid, func, insert, literal, select, tuple_, update
+from sqlalchemy import Integer, String, Uuid, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from imangor import cache, tasks
@@ -22,9 +22,8 @@ from imangor.models import Order, Product
 from imangor.schemas.common import PageQuery
 from imangor.schemas.orders import OrderIn, OrderOut, OrderPage
 from imangor.schemas.tasks import ProcessOrder
-from imangor.services.items import newest_key
 from imangor.services.ownership import visible
-from imangor.services.pagination import decode_cursor, fingerprint, paginate
+from imangor.services.pagination import newest_first
 
 PENDING, CONFIRMED, SHIPPED, CANCELLED = "pending", "confirmed", "shipped", "cancelled"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -62,7 +61,8 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         .returning(Product.price)
         .cte("taken")
     )
-    columns = ["id", "user_id", "product_id", "quantity", "unit_price", "status"]
+    columns = ["id", "user_id", "product_id", "quantity", "unit_price", "status", "job_id"]
+    job_id = uuid.uuid4()  # the job confirming it, enqueued below once the stock is taken
     values = select(
         literal(uuid.uuid4(), Uuid()),
         literal(user.user_id, Uuid()),
@@ -70,6 +70,7 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         literal(data.quantity, Integer()),
         taken.c.price,
         literal(PENDING, String()),
+        literal(job_id, Uuid()),
     )
     orders = Order.__table__.c
     placed = session.execute(
@@ -84,7 +85,7 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
     cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
     # Confirmation runs in the background; the job commits (or not) with the order itself.
-    tasks.enqueue(session, ProcessOrder(order_id=placed.id), user_id=user.user_id)
+    tasks.enqueue(session, ProcessOrder(order_id=placed.id), user_id=user.user_id, job_id=job_id)
     return OrderOut(
         id=placed.id,
         user_id=user.user_id,
@@ -93,6 +94,7 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         unit_price=placed.unit_price,
         total=placed.unit_price * data.quantity,
         status=PENDING,
+        job_id=job_id,
         created_at=placed.created_at,
         updated_at=placed.updated_at,
     )
@@ -107,6 +109,7 @@ def to_out(order: Order) -> OrderOut:
         unit_price=order.unit_price,
         total=order.unit_price * order.quantity,
         status=order.status,  # the CHECK constraint holds it to OrderStatus
+        job_id=order.job_id,
         created_at=order.created_at,
         updated_at=order.updated_at,
     )
@@ -121,16 +124,7 @@ def get_order(session: Session, user: Principal, order_id: uuid.UUID) -> OrderOu
 
 def list_orders(session: Session, user: Principal, query: PageQuery) -> OrderPage:
     """Newest first: a customer's own orders, or every order for staff."""
-    scope = "*" if user.is_staff else str(user.user_id)
-    query_id = fingerprint("orders", scope=scope, sort="newest")
-    stmt = select(Order).order_by(Order.created_at.desc(), Order.id.desc()).limit(query.limit + 1)
-    if not user.is_staff:
-        stmt = stmt.where(Order.user_id == user.user_id)
-    if query.cursor:
-        created, ident = newest_key(decode_cursor(query.cursor, query_id))
-        stmt = stmt.where(tuple_(Order.created_at, Order.id) < tuple_(created, ident))
-    rows = session.scalars(stmt).all()
-    page, cursor = paginate(rows, query.limit, query_id, lambda o: (o.created_at, o.id))
+    page, cursor = newest_first(session, Order, Order.user_id, user, query)
     return OrderPage(items=[to_out(o) for o in page], next_cursor=cursor)
 
 

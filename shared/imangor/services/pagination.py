@@ -11,13 +11,21 @@ import base64
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import ColumnElement, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from imangor.auth.principal import Principal
 from imangor.config import get_settings
 from imangor.errors import FieldError
+from imangor.schemas.common import PageQuery
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 def fingerprint(kind: str, **filters: Any) -> str:
@@ -57,6 +65,37 @@ def decode_cursor(cursor: str, query: str) -> list[Any]:
 def invalid_cursor(message: str = "the cursor is not one this API issued") -> FieldError:
     """An error on the `cursor` field: forged, garbled, or made for another query."""
     return FieldError("cursor", "cursor_invalid", message, detail=message)
+
+
+def newest_first(
+    session: Session,
+    model: type[M],
+    owner: InstrumentedAttribute[Any],
+    user: Principal,
+    query: PageQuery,
+    *,
+    staff_see_all: bool = True,
+    where: tuple[ColumnElement[bool], ...] = (),
+) -> tuple[list[M], str | None]:
+    """One page of `model` rows, newest first by the keyset (created_at, id): the caller's own
+    (through `owner`), or every row for staff when `staff_see_all`. Each such list has an
+    index on (owner, created_at, id), and on (created_at, id) when staff see every row."""
+    everyone = staff_see_all and user.is_staff
+    table: str = model.__tablename__  # type: ignore[attr-defined]
+    query_id = fingerprint(table, scope="*" if everyone else str(user.user_id), sort="newest")
+    created, ident = model.created_at, model.id  # type: ignore[attr-defined]
+    stmt = select(model).where(*where).order_by(created.desc(), ident.desc()).limit(query.limit + 1)
+    if not everyone:
+        stmt = stmt.where(owner == user.user_id)
+    if query.cursor:
+        key = decode_cursor(query.cursor, query_id)
+        try:
+            after = datetime.fromisoformat(key[0]), uuid.UUID(key[1])
+        except (IndexError, TypeError, ValueError):
+            raise invalid_cursor() from None
+        stmt = stmt.where(tuple_(created, ident) < tuple_(*after))
+    rows = session.scalars(stmt).all()
+    return paginate(rows, query.limit, query_id, lambda row: (row.created_at, row.id))  # type: ignore[attr-defined]
 
 
 def paginate(

@@ -23,13 +23,24 @@ log = logging.getLogger(__name__)
 PENDING_KEY = "imangor_outbox"
 
 
-def enqueue(session: Session, payload: TaskPayload, *, user_id: uuid.UUID | None = None) -> Job:
-    """Record a job and its outbox row in the session's transaction; pushed after commit."""
+def enqueue(
+    session: Session,
+    payload: TaskPayload,
+    *,
+    user_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+) -> Job:
+    """Record a job and its outbox row in the session's transaction; pushed after commit.
+    `job_id` is the job's id when the caller has recorded it already (an order does)."""
     body = payload.model_dump(mode="json")
     if len(payload.model_dump_json()) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"{payload.task_name}: payload over {MAX_PAYLOAD_BYTES} bytes")
     job = Job(
-        id=uuid.uuid4(), kind=payload.task_name, queue=payload.queue, payload=body, user_id=user_id
+        id=job_id or uuid.uuid4(),
+        kind=payload.task_name,
+        queue=payload.queue,
+        payload=body,
+        user_id=user_id,
     )
     session.add(job)
     session.add(OutboxEntry(job_id=job.id))
