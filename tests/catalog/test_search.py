@@ -162,3 +162,33 @@ def test_cursor_from_another_query_is_422(client: Client, catalog: Any) -> None:
         f"/products/?{urlencode({'category': 'electronics', 'sort': 'price', 'cursor': tampered})}"
     )
     assert fields(problem(response, 422)) == {"query.cursor"}
+
+
+def test_attribute_filters_and_descending_price(client: Any, make_product: Any) -> None:
+    """`attribute=name:value` (repeatable, all must hold; a number matches the JSON number
+    too) and `sort=price_desc`, paged by keyset."""
+    make_product(name="Red mug", price="5.00", color="red", size_cm=10)
+    make_product(name="Red lamp", price="30.00", color="red", size_cm=30)
+    make_product(name="Blue lamp", price="20.00", color="blue", size_cm=30)
+
+    def names(**params: Any) -> list[str]:
+        page = client.get("/products/", query_string=params)
+        assert page.status_code == 200, page.json
+        return [p["name"] for p in page.json["items"]]
+
+    assert names(attribute="color:red", sort="price") == ["Red mug", "Red lamp"]
+    assert names(attribute="size_cm:30", sort="price") == ["Blue lamp", "Red lamp"]
+    assert names(attribute=["color:red", "size_cm:30"]) == ["Red lamp"]
+    assert names(attribute="color:green") == []
+    first = client.get("/products/", query_string={"sort": "price_desc", "limit": 2}).json
+    rest = client.get(
+        "/products/", query_string={"sort": "price_desc", "cursor": first["next_cursor"]}
+    ).json
+    assert [p["name"] for p in first["items"] + rest["items"]] == [
+        "Red lamp",
+        "Blue lamp",
+        "Red mug",
+    ]
+    for bad in ("color", ":red", "1color:red", "color:"):
+        refused = client.get("/products/", query_string={"attribute": bad})
+        assert refused.status_code == 422, bad

@@ -107,7 +107,9 @@ SHAPES: list[tuple[dict[str, Any], str | None]] = [
         "ix_products_category_price",
     ),
     ({"sort": "price"}, "ix_products_price"),
+    ({"sort": "price_desc"}, "ix_products_price"),
     ({"min_price": "100", "max_price": "101", "sort": "price"}, "ix_products_price"),
+    ({"attribute": ["color:teal", "material:walnut"]}, "ix_products_attributes"),
     ({}, "ix_products_created"),
 ]
 
@@ -122,6 +124,7 @@ def _second_pages() -> list[tuple[dict[str, Any], Any]]:
         ({"category": "books", "sort": "price"}, (Decimal("20.00"), uuid.uuid4())),
         ({"category": "books"}, (datetime(2026, 6, 1, tzinfo=UTC), uuid.uuid4())),
         ({"sort": "price"}, (Decimal("20.00"), uuid.uuid4())),
+        ({"sort": "price_desc"}, (Decimal("20.00"), uuid.uuid4())),
         ({}, (datetime(2026, 6, 1, tzinfo=UTC), uuid.uuid4())),
     ]
 

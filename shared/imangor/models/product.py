@@ -29,6 +29,12 @@ class Product(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_products_category_created", "category", "created_at", "id"),
         Index("ix_products_price", "price", "id"),
         Index("ix_products_created", "created_at", "id"),
+        Index(  # attribute=name:value filters (jsonb containment)
+            "ix_products_attributes",
+            "attributes",
+            postgresql_using="gin",
+            postgresql_ops={"attributes": "jsonb_path_ops"},
+        ),
     )
 
     name: Mapped[str] = mapped_column(String(200))

@@ -150,7 +150,17 @@ class ProductPage(Page[ProductOut]):
     """One page of products."""
 
 
-Sort = Literal["relevance", "price", "newest"]
+Sort = Literal["relevance", "price", "price_desc", "newest"]
+# `attribute=color:red`: a free-form attribute's name and the value it must have (a number
+# or true/false matches the JSON value too); repeat the parameter to require several.
+AttributeFilter = Annotated[
+    str,
+    Field(
+        max_length=240,
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,39}:.{1,200}$",
+        examples=["color:red"],
+    ),
+]
 
 
 class ProductQuery(PageQuery):
@@ -166,7 +176,14 @@ class ProductQuery(PageQuery):
     category: Slug | None = None
     min_price: Money | None = None
     max_price: Money | None = None
-    sort: Sort | None = None
+    attribute: list[AttributeFilter] = Field(
+        [],
+        max_length=5,
+        description="`name:value` of a free-form attribute, e.g. color:red (repeatable, up to 5)",
+    )
+    sort: Sort | None = Field(
+        None, description="relevance (needs q), price (low first), price_desc, newest"
+    )
 
     @field_validator("q")
     @classmethod

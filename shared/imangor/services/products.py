@@ -4,8 +4,12 @@ Search uses the stored `search_vector` (GIN index) with `websearch_to_tsquery('e
 and ranks by `ts_rank`. Every sort is a keyset over an index-friendly key:
 - relevance: (rank DESC, id ASC). Each page re-ranks the matching rows, so a deep page costs
   what the first one does; the rank (as float8) is stored exactly in the signed cursor.
-- price: (price ASC, id ASC) on ix_products_price or ix_products_category_price.
+- price: (price ASC, id ASC) on ix_products_price or ix_products_category_price; price_desc
+  is the same keyset read backwards (price DESC, id DESC).
 - newest: (created_at DESC, id DESC) on ix_products_created or ix_products_category_created.
+
+An `attribute=name:value` filter is a jsonb containment (`attributes @> {"name": value}`),
+which the GIN index ix_products_attributes (jsonb_path_ops) serves.
 
 Public reads go through the `catalog` cache namespace; every product write (and every order
 that changes stock, in services/orders.py) bumps it after commit.
@@ -13,6 +17,9 @@ that changes stock, in services/orders.py) bumps it after commit.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -34,6 +41,7 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from imangor import cache
@@ -140,6 +148,7 @@ def normalised(query: ProductQuery) -> dict[str, Any]:
         "category": query.category,
         "min_price": _money(query.min_price),
         "max_price": _money(query.max_price),
+        "attribute": sorted(set(query.attribute)),
         "sort": query.effective_sort,
         "limit": query.limit,
         "cursor": query.cursor,
@@ -165,7 +174,7 @@ def search(session: Session, query: ProductQuery) -> ProductPage:
     key: Callable[[Any], tuple[Any, ...]]
     if sort == "relevance":
         key = lambda row: (row.rank, row.Product.id)  # noqa: E731
-    elif sort == "price":
+    elif sort in ("price", "price_desc"):
         key = lambda row: (row.Product.price, row.Product.id)  # noqa: E731
     else:
         key = lambda row: (row.Product.created_at, row.Product.id)  # noqa: E731
@@ -193,6 +202,7 @@ def search_statement(
         conditions.append(Product.price >= query.min_price)
     if query.max_price is not None:
         conditions.append(Product.price <= query.max_price)
+    conditions.extend(_has_attribute(spec) for spec in sorted(set(query.attribute)))
 
     sort = query.effective_sort
     stmt: Select[Any]
@@ -207,11 +217,27 @@ def search_statement(
         stmt = select(Product).order_by(Product.price, Product.id)
         if after is not None:
             conditions.append(tuple_(Product.price, Product.id) > tuple_(*after))
+    elif sort == "price_desc":
+        stmt = select(Product).order_by(Product.price.desc(), Product.id.desc())
+        if after is not None:
+            conditions.append(tuple_(Product.price, Product.id) < tuple_(*after))
     else:
         stmt = select(Product).order_by(Product.created_at.desc(), Product.id.desc())
         if after is not None:
             conditions.append(tuple_(Product.created_at, Product.id) < tuple_(*after))
     return stmt.where(*conditions).limit(query.limit + 1)
+
+
+def _has_attribute(spec: str) -> ColumnElement[bool]:
+    """`name:value` as containment: the value as text, or as the JSON number or boolean it
+    spells (size_cm:30 finds 30 and "30"); each form is served by the GIN index."""
+    name, _, value = spec.partition(":")
+    wanted: list[Any] = [value]
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(value)
+        if isinstance(parsed, bool | int | float) and math.isfinite(parsed):
+            wanted.append(parsed)
+    return or_(*(Product.attributes.op("@>")(cast({name: v}, JSONB)) for v in wanted))
 
 
 def _decode_after(query: ProductQuery, query_id: str) -> tuple[Any, uuid.UUID]:
@@ -223,7 +249,7 @@ def _decode_after(query: ProductQuery, query_id: str) -> tuple[Any, uuid.UUID]:
         sort = query.effective_sort
         if sort == "relevance":
             parsed = float(value)
-        elif sort == "price":
+        elif sort in ("price", "price_desc"):
             parsed = Decimal(str(value))
         else:
             parsed = datetime.fromisoformat(value)
