@@ -11,6 +11,7 @@ terraform {
   required_providers {
     google = { source = "hashicorp/google", version = "~> 6.30" }
     random = { source = "hashicorp/random", version = "~> 3.7" }
+    time   = { source = "hashicorp/time", version = "~> 0.13" } # waits for IAM and new metrics
   }
 
   backend "gcs" {}

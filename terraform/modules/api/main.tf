@@ -9,6 +9,7 @@ terraform {
   required_providers {
     google = { source = "hashicorp/google" }
     random = { source = "hashicorp/random" }
+    time   = { source = "hashicorp/time" }
   }
 }
 
@@ -24,6 +25,13 @@ locals {
   smtp_password_secret_id   = "${local.name_prefix}-smtp-password"
   first_admin_secret_id     = "${local.name_prefix}-first-admin-password"
   jwt_private_key_secret_id = "${local.name_prefix}-jwt-private-key"
+
+  # Secret ids handed to the units and jobs come from the secret resources (or, for secrets ops
+  # create at bootstrap, from data sources), never from plain strings: every IAM binding on a
+  # secret then depends on the secret existing.
+  first_admin_secret   = one(google_secret_manager_secret.first_admin_password[*].secret_id)
+  smtp_password_secret = one(data.google_secret_manager_secret.smtp_password[*].secret_id)
+  jwt_private_secret   = one(data.google_secret_manager_secret.jwt_private_key[*].secret_id)
 
   units        = module.registry.units
   public_units = { for name, unit in local.units : name => unit if !unit.internal }
@@ -45,10 +53,10 @@ module "registry" {
     bucket                      = module.storage.bucket
     secret_key_secret           = google_secret_manager_secret.secret_key.secret_id
     redis_url_secret            = module.redis.url_secret_id
-    first_admin_password_secret = local.first_admin_secret_id
+    first_admin_password_secret = local.first_admin_secret
     first_admin_email           = var.site.first_admin_email
     mail                        = var.site.mail
-    smtp_password_secret        = local.smtp_password_secret_id
+    smtp_password_secret        = local.smtp_password_secret
     tasks_invoker_email         = module.tasks.invoker_email
     scheduler_email             = module.scheduler.service_account_email
     cors_origins                = var.site.cors_origins
@@ -58,7 +66,7 @@ module "registry" {
       algorithm          = var.jwt.algorithm
       key_id             = var.jwt.key_id
       public_keys        = var.jwt.public_keys
-      private_key_secret = local.jwt_private_key_secret_id
+      private_key_secret = local.jwt_private_secret
     }
   }
 }
@@ -171,30 +179,22 @@ resource "google_secret_manager_secret_version" "first_admin_password" {
   secret_data_wo_version = 1
 }
 
-# The SMTP relay's password (SMTP_PASSWORD of the units that send mail). Its version is added
-# by hand (infra/README.md), so the password never enters the state.
-resource "google_secret_manager_secret" "smtp_password" {
+# Secrets only ops know (the SMTP relay's password, an RS256/ES256 signing key) are created,
+# with their first version, by the bootstrap before the apply that first mounts them
+# (infra/README.md, "Secrets ops supply"): a revision that mounts `latest` of a secret
+# without a version never starts. Terraform reads only their metadata (never a payload, so
+# nothing reaches the state) and grants access to them; a missing one stops the plan with
+# "secret not found" before anything is created.
+data "google_secret_manager_secret" "smtp_password" {
   count     = var.site.mail == null ? 0 : 1
   project   = var.site.project_id
   secret_id = local.smtp_password_secret_id
-  labels    = local.labels
-
-  replication {
-    auto {}
-  }
 }
 
-# RS256/ES256 signing key (JWT_PRIVATE_KEY), only once jwt.algorithm leaves HS256. Its versions
-# are added by hand (infra/README.md, rotating the JWT key), so the key never enters the state.
-resource "google_secret_manager_secret" "jwt_private_key" {
+data "google_secret_manager_secret" "jwt_private_key" {
   count     = var.jwt.algorithm == "HS256" ? 0 : 1
   project   = var.site.project_id
   secret_id = local.jwt_private_key_secret_id
-  labels    = local.labels
-
-  replication {
-    auto {}
-  }
 }
 
 # ---- Container images and delivery identity ---------------------------------------------

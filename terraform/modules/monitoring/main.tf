@@ -5,6 +5,7 @@
 terraform {
   required_providers {
     google = { source = "hashicorp/google" }
+    time   = { source = "hashicorp/time" }
   }
 }
 
@@ -159,6 +160,16 @@ resource "google_logging_metric" "tasks_dead" {
   }
 }
 
+# Cloud Monitoring refuses an alert on a log-based metric it does not know yet, for up to ten
+# minutes after the metric is created: the alerts read the metric's type through this wait,
+# so they are created only once it has passed (again only if a metric is replaced).
+resource "time_sleep" "log_metrics" {
+  create_duration = var.log_metric_wait
+  triggers = {
+    tasks_dead = "logging.googleapis.com/user/${google_logging_metric.tasks_dead.name}"
+  }
+}
+
 resource "google_monitoring_alert_policy" "dead_tasks" {
   project               = var.project_id
   display_name          = "${var.name_prefix}: background tasks died"
@@ -169,7 +180,7 @@ resource "google_monitoring_alert_policy" "dead_tasks" {
   conditions {
     display_name = "tasks_dead_total increased"
     condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.tasks_dead.name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = "metric.type=\"${time_sleep.log_metrics.triggers["tasks_dead"]}\" AND resource.type=\"cloud_run_revision\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"

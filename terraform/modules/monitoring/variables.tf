@@ -83,3 +83,14 @@ variable "redis_memory_threshold" {
   type        = number
   default     = 0.8
 }
+
+variable "log_metric_wait" {
+  description = "Wait between creating a log-based metric and the alerts on it (Cloud Monitoring takes up to 10 minutes to accept it)."
+  type        = string
+  default     = "600s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.log_metric_wait))
+    error_message = "log_metric_wait must be a number of seconds such as 600s."
+  }
+}

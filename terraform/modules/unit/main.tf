@@ -7,6 +7,7 @@
 terraform {
   required_providers {
     google = { source = "hashicorp/google" }
+    time   = { source = "hashicorp/time" }
   }
 }
 
@@ -114,8 +115,27 @@ resource "google_cloud_run_v2_service" "unit" {
     ]
   }
 
-  # The revision reads its secrets at start: grant access before creating it.
-  depends_on = [google_secret_manager_secret_iam_member.env]
+  # The revision reads its secrets and logs in to Cloud SQL as its IAM user when it starts: its
+  # grants must exist and have propagated first.
+  depends_on = [time_sleep.iam_propagation, google_sql_user.unit]
+}
+
+# IAM changes take effect within about a minute, up to several (Google's "access change
+# propagation"): a revision created right after its account's grants can fail to read its
+# secrets or reach Cloud SQL and never start. Waits once per change of the unit's grants.
+resource "time_sleep" "iam_propagation" {
+  create_duration = var.iam_propagation_wait
+  triggers = {
+    grants = sha1(jsonencode(concat(
+      [for g in google_secret_manager_secret_iam_member.env : g.id],
+      google_project_iam_member.sql_client[*].id,
+      google_project_iam_member.sql_instance_user[*].id,
+      google_storage_bucket_iam_member.objects[*].id,
+      google_service_account_iam_member.sign_urls[*].id,
+      [for g in google_cloud_tasks_queue_iam_member.enqueue : g.id],
+      google_service_account_iam_member.act_as_tasks_invoker[*].id,
+    )))
+  }
 }
 
 # ---- Secrets: exactly those mounted as env (SECRET_KEY, REDIS_URL) -------------------------
