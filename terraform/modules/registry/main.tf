@@ -90,9 +90,11 @@ locals {
         local.common_env,
         {
           FUNCTION_TARGET = name
-          # functions-framework's gunicorn threads: one per concurrent request Cloud Run sends,
-          # and the database pool holds one connection per thread (no churn, no waiting).
-          THREADS = tostring(unit.concurrency)
+          # functions-framework's gunicorn threads: one per concurrent request Cloud Run sends
+          # (the database pool holds one connection for each: no churn, no waiting), plus one
+          # spare, so that Cloud Run's liveness probe (GET /health, no database) is answered
+          # even while every request thread is busy and the instance is not restarted for it.
+          THREADS = tostring(unit.concurrency + 1)
           # X-Forwarded-For entries added by our own proxies: LB + Cloud Run front end, or
           # only the front end for units that Cloud Tasks / Scheduler call directly.
           FORWARDED_HOPS = unit.internal ? "1" : "2"

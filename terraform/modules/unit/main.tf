@@ -94,13 +94,30 @@ resource "google_cloud_run_v2_service" "unit" {
         }
       }
 
+      # Probes go straight to the instance (imangor.runtime.probes answers them in every
+      # unit). Startup: /ready, the database and Redis this unit needs answer; a TCP check
+      # passed as soon as gunicorn listened, before Direct VPC egress could reach Cloud SQL.
+      # Each attempt may take a cold Cloud SQL connector handshake; two minutes in all.
       startup_probe {
-        tcp_socket {
+        http_get {
+          path = "/ready"
           port = 8080
         }
-        period_seconds    = 2
-        timeout_seconds   = 1
-        failure_threshold = 30
+        period_seconds    = 5
+        timeout_seconds   = 4
+        failure_threshold = 24
+      }
+
+      # Liveness: /health touches nothing, so only a process that stopped answering (three
+      # misses in a row, 90 s) is restarted; a database outage does not restart instances.
+      liveness_probe {
+        http_get {
+          path = "/health"
+          port = 8080
+        }
+        period_seconds    = 30
+        timeout_seconds   = 5
+        failure_threshold = 3
       }
     }
   }
