@@ -10,10 +10,18 @@ evaluate it without a provider, from the registry module applied to the generate
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 from imangor.runtime import probes
-from tests.infra.test_terraform import committed, inventory, module_resources
+from tests.infra.test_terraform import (
+    committed,
+    inventory,
+    module_resources,
+    needs_terraform,
+    terraform,
+)
 
 __all__ = ["committed"]  # the registry module's outputs for the generated inventory (fixture)
 
@@ -64,3 +72,54 @@ def test_a_spare_thread_answers_probes_beside_the_request_threads(
         spec = inventory()["units"][name]
         assert unit["env"]["THREADS"] == str(spec["concurrency"] + 1), name
         assert unit["concurrency"] == spec["concurrency"], name
+
+
+# ---- the edge: unmatched paths cost no instance ---------------------------------------------
+
+
+def default_backends_that_are_units(url_map: dict[str, Any]) -> list[str]:
+    """Where a request no path rule matches would go, if that is a Cloud Run unit."""
+    found = [("url map", url_map.get("default_service", ""))]
+    found += [
+        (f"path matcher {m['name']}", m.get("default_service", "")) for m in url_map["path_matcher"]
+    ]
+    return [
+        where
+        for where, service in found
+        if "google_compute_backend_bucket." not in str(service) or "backend_service" in str(service)
+    ]
+
+
+def test_paths_no_unit_serves_get_a_static_404_not_a_unit() -> None:
+    resources = module_resources("load_balancer")
+    url_map = resources["google_compute_url_map.api"]
+    assert default_backends_that_are_units(url_map) == []
+    bucket = resources["google_compute_backend_bucket.not_found"]
+    assert bucket["bucket_name"] == "${google_storage_bucket.not_found.name}"
+    website = resources["google_storage_bucket.not_found"]["website"][0]
+    assert website["not_found_page"] == "${google_storage_bucket_object.not_found.name}"
+    assert "main_page_suffix" not in website  # "/" is a redirect rule, never a 200 "not found"
+    root = next(r for r in url_map["path_matcher"][0]["path_rule"] if r["paths"] == ["/"])
+    assert root["url_redirect"][0]["path_redirect"] == "/docs"
+
+
+def test_a_unit_as_default_backend_is_caught() -> None:
+    url_map = copy.deepcopy(module_resources("load_balancer")["google_compute_url_map.api"])
+    url_map["path_matcher"][0]["default_service"] = (
+        '${google_compute_backend_service.unit["health"].id}'
+    )
+    assert default_backends_that_are_units(url_map) == ["path matcher units"]
+
+
+@needs_terraform
+def test_the_404_document_is_a_problem_document(tmp_path: Path) -> None:
+    """The object's content, evaluated by terraform from the module's own expression."""
+    obj = module_resources("load_balancer")["google_storage_bucket_object.not_found"]
+    assert obj["content_type"] == "application/problem+json"
+    expression = obj["content"].removeprefix("${").removesuffix("}")
+    (tmp_path / "main.tf").write_text(f'output "content" {{\n  value = {expression}\n}}\n')
+    terraform(tmp_path, "init", "-input=false")
+    terraform(tmp_path, "apply", "-auto-approve", "-input=false")
+    document = json.loads(json.loads(terraform(tmp_path, "output", "-json", "content").stdout))
+    assert document["status"] == 404 and document["title"] == "Not Found"
+    assert set(document) == {"type", "title", "status", "detail"}

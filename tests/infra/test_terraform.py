@@ -772,11 +772,18 @@ def test_iam_grants_are_scoped_and_never_basic_roles() -> None:
                     assert "condition" in body, (
                         f"{address}: Cloud SQL roles are limited to the instance"
                     )
-            if "iam_member" in address:
+            if "iam_member" in address and address not in PUBLIC_BY_DESIGN:
                 assert (
                     "allUsers" not in body["member"]
                     and "allAuthenticatedUsers" not in body["member"]
                 )
+    # The one public grant: objects.get on the load balancer's static 404 bucket.
+    public = blocks(MODULES / "load_balancer" / "main.tf", "resource")
+    grant = public["google_storage_bucket_iam_member.not_found_public"]
+    assert (grant["member"], grant["role"]) == ("allUsers", "roles/storage.legacyObjectReader")
+
+
+PUBLIC_BY_DESIGN = {"google_storage_bucket_iam_member.not_found_public"}
 
 
 def test_unit_roles_follow_needs() -> None:
@@ -818,9 +825,7 @@ def test_tasks_and_scheduler_accounts_may_only_invoke_their_unit() -> None:
 def test_load_balancer_routes_from_the_registry_behind_cloud_armor() -> None:
     resources = module_resources("load_balancer")
     url_map = resources["google_compute_url_map.api"]
-    assert (
-        url_map["default_service"] == "${google_compute_backend_service.unit[var.default_unit].id}"
-    )
+    assert url_map["default_service"] == "${google_compute_backend_bucket.not_found.id}"
     assert "path_rule" in url_map["path_matcher"][0]["dynamic"][0]
     neg = resources["google_compute_region_network_endpoint_group.unit"]
     assert neg["network_endpoint_type"] == "SERVERLESS"

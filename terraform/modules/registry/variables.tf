@@ -4,7 +4,7 @@ variable "inventory" {
 
   validation {
     condition     = try(!var.inventory.units["health"].internal, false)
-    error_message = "The inventory needs a public `health` unit: it is the load balancer's default service."
+    error_message = "The inventory needs a public `health` unit: the uptime check and the release smoke test call its /health and /ready."
   }
   validation {
     condition = alltrue([
