@@ -277,26 +277,13 @@ def test_inventory_is_what_the_code_generates() -> None:
 
 
 def connection_demand(data: dict[str, Any], cap: int) -> int:
-    pool = data["database_pool"]
-    per_instance = int(pool["pool_size"]) + int(pool["max_overflow"])
+    """Connections every unit at its max instances may open (tests/infra/test_connection_budget.py
+    checks them, during a release too, against each environment's max_connections)."""
+    overflow = int(data["database_pool"]["max_overflow"])
     return sum(
-        min(int(unit["max_instances"]), cap) * per_instance
+        min(int(unit["max_instances"]), cap) * (int(unit["pool_size"]) + overflow)
         for unit in data["units"].values()
         if "database" in unit["needs"]
-    )
-
-
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_every_pool_fits_under_max_connections(env: str) -> None:
-    sizing = api_call(env)
-    database = sizing["database"]
-    reserve = int(database["reserved_connections"])
-    available = int(database["max_connections"]) - reserve
-    demand = connection_demand(inventory(), int(sizing["max_instances_cap"]))
-    assert reserve >= 10, "keep connections for migrations and admins"
-    assert demand <= available, (
-        f"{env}: units may open {demand} connections (max_instances x (pool_size + max_overflow))"
-        f" but max_connections {database['max_connections']} - reserve {reserve} = {available}"
     )
 
 
@@ -304,9 +291,14 @@ def test_the_database_refuses_a_plan_over_the_budget() -> None:
     """The same rule holds at plan time: a precondition on the Cloud SQL instance."""
     instance = module_resources("database")["google_sql_database_instance.main"]
     condition = instance["lifecycle"][0]["precondition"][0]["condition"]
-    assert condition == "${var.connection_demand <= var.max_connections - var.reserved_connections}"
+    assert "var.rollout_connection_demand <=" in condition
+    assert "(1 - var.connection_headroom)" in condition
     api = blocks(MODULES / "api" / "main.tf", "module")
     assert api["database"]["connection_demand"] == "${module.registry.connection_demand}"
+    assert (
+        api["database"]["rollout_connection_demand"]
+        == "${module.registry.rollout_connection_demand}"
+    )
     assert api["database"]["max_connections"] == "${var.database.max_connections}"
 
 
@@ -544,7 +536,7 @@ def test_registry_gives_each_unit_only_the_settings_and_secrets_it_needs(
     assert health["DB_IAM_AUTH"] == "true"
     assert health["DB_IP_TYPE"] == "private"
     assert (health["DB_POOL_SIZE"], health["DB_MAX_OVERFLOW"]) == (
-        str(pool["pool_size"]),
+        str(inventory()["units"]["health"]["pool_size"]),
         str(pool["max_overflow"]),
     )
     assert health["INSTANCE_CONNECTION_NAME"] == "proj:europe-west1:imangor-dev-pg"
@@ -899,12 +891,11 @@ def test_dashboard_json_renders_with_every_section() -> None:
 
 
 def test_database_units_have_a_connection_per_thread() -> None:
-    """Concurrency (= gunicorn THREADS) at most the pool: a thread never waits for, nor opens
-    and closes, an overflow connection (measured: 167 sessions opened in one bench run with
-    8 threads on a 2 + 2 pool, exactly 4 with 4 threads on a 4 + 0 pool)."""
+    """Each database unit's pool is its concurrency (= its request threads): a thread never
+    waits for, nor opens and closes, an overflow connection (measured: 167 sessions opened in
+    one bench run with 8 threads on a 2 + 2 pool, exactly 4 with 4 threads on a 4 + 0 pool)."""
     inventory = json.loads((ROOT / "terraform" / "generated" / "inventory.json").read_text())
-    pool = inventory["database_pool"]
     for name, unit in inventory["units"].items():
-        if "database" in unit["needs"]:
-            assert unit["concurrency"] <= pool["pool_size"], name
-    assert pool["max_overflow"] == 0
+        expected = unit["concurrency"] if "database" in unit["needs"] else 0
+        assert unit["pool_size"] == expected, name
+    assert inventory["database_pool"]["max_overflow"] == 0

@@ -43,8 +43,8 @@ module "api" {
     tier                 = "db-custom-1-3840"
     availability_type    = "ZONAL"
     disk_size_gb         = 10
-    max_connections      = 100
-    reserved_connections = 10
+    max_connections      = 200
+    reserved_connections = 12
     retained_backups     = 7
   }
   redis = {

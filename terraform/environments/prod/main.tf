@@ -43,8 +43,8 @@ module "api" {
     tier                 = "db-custom-4-16384"
     availability_type    = "REGIONAL"
     disk_size_gb         = 20
-    max_connections      = 400
-    reserved_connections = 10
+    max_connections      = 600
+    reserved_connections = 15
     retained_backups     = 30
   }
   redis = {

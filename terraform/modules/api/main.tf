@@ -84,20 +84,21 @@ module "network" {
 module "database" {
   source = "../database"
 
-  project_id           = var.site.project_id
-  region               = var.site.region
-  name                 = "${local.name_prefix}-pg"
-  network_id           = module.network.network_id
-  allocated_ip_range   = module.network.private_services_range
-  tier                 = var.database.tier
-  availability_type    = var.database.availability_type
-  disk_size_gb         = var.database.disk_size_gb
-  max_connections      = var.database.max_connections
-  reserved_connections = var.database.reserved_connections
-  retained_backups     = var.database.retained_backups
-  connection_demand    = module.registry.connection_demand
-  deletion_protection  = var.deletion_protection
-  labels               = local.labels
+  project_id                = var.site.project_id
+  region                    = var.site.region
+  name                      = "${local.name_prefix}-pg"
+  network_id                = module.network.network_id
+  allocated_ip_range        = module.network.private_services_range
+  tier                      = var.database.tier
+  availability_type         = var.database.availability_type
+  disk_size_gb              = var.database.disk_size_gb
+  max_connections           = var.database.max_connections
+  reserved_connections      = var.database.reserved_connections
+  retained_backups          = var.database.retained_backups
+  connection_demand         = module.registry.connection_demand
+  rollout_connection_demand = module.registry.rollout_connection_demand
+  deletion_protection       = var.deletion_protection
+  labels                    = local.labels
 
   depends_on = [module.network] # private service access must exist first
 }

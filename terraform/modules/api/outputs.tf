@@ -84,9 +84,11 @@ output "scheduler_jobs" {
 }
 
 output "connection_budget" {
-  description = "Connections the units may open against what max_connections leaves after the reserve."
+  description = "Database connections: the units' demand at their max instances and during a release, against what max_connections minus the reserve allows and the 25% of it kept free."
   value = {
-    demand    = module.registry.connection_demand
-    available = var.database.max_connections - var.database.reserved_connections
+    demand         = module.registry.connection_demand
+    rollout_demand = module.registry.rollout_connection_demand
+    available      = var.database.max_connections - var.database.reserved_connections
+    allowed        = floor((var.database.max_connections - var.database.reserved_connections) * 0.75)
   }
 }

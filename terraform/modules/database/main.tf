@@ -61,6 +61,7 @@ resource "google_sql_database_instance" "main" {
     }
 
     # The connection budget (see the precondition below) is checked against this flag.
+    # PostgreSQL keeps superuser_reserved_connections (3) of it for Cloud SQL's own agent.
     database_flags {
       name  = "max_connections"
       value = tostring(var.max_connections)
@@ -121,9 +122,12 @@ resource "google_sql_database_instance" "main" {
   }
 
   lifecycle {
+    # The connection budget: every unit at its max instances, during a release too, leaves
+    # `connection_headroom` (at least a quarter) of what max_connections minus the reserve
+    # allows unused, for Cloud Run briefly exceeding its maximum and for what lingers.
     precondition {
-      condition     = var.connection_demand <= var.max_connections - var.reserved_connections
-      error_message = "The units may open ${var.connection_demand} connections (sum of max_instances x (pool_size + max_overflow)) but max_connections - reserve is ${var.max_connections - var.reserved_connections}: lower max_instances or the pool, or raise max_connections."
+      condition     = var.rollout_connection_demand <= floor((var.max_connections - var.reserved_connections) * (1 - var.connection_headroom))
+      error_message = "The units may open ${var.rollout_connection_demand} connections during a release (${var.connection_demand} at their max instances, plus one instance per unit being smoke-tested), more than ${floor((var.max_connections - var.reserved_connections) * (1 - var.connection_headroom))}: ${(1 - var.connection_headroom) * 100}% of max_connections ${var.max_connections} minus the reserve ${var.reserved_connections}. Lower max_instances or the pool, or raise max_connections (and the tier)."
     }
   }
 }

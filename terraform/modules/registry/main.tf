@@ -7,7 +7,11 @@ locals {
   units = var.inventory.units
   pool  = var.inventory.database_pool
 
-  connections_per_instance = local.pool.pool_size + local.pool.max_overflow
+  # Connections one instance of a unit may open: its pool (one per request thread, from the
+  # inventory) plus the overflow (0: an overflow connection is opened and closed per use).
+  connections_per_instance = {
+    for name, unit in local.units : name => contains(unit.needs, "database") ? unit.pool_size + local.pool.max_overflow : 0
+  }
 
   # Cloud Run's deterministic URL (https://SERVICE-PROJECT_NUMBER.REGION.run.app) is known
   # before the service exists, so no unit waits on another (e.g. for the tasks target URL).
@@ -47,7 +51,6 @@ locals {
     DB_NAME                  = var.platform.database_name
     DB_IAM_AUTH              = "true"
     DB_IP_TYPE               = "private"
-    DB_POOL_SIZE             = tostring(local.pool.pool_size)
     DB_MAX_OVERFLOW          = tostring(local.pool.max_overflow)
   }
   tasks_env = {
@@ -106,7 +109,10 @@ locals {
         contains(unit.needs, "database") ? merge(
           local.database_env,
           local.jwt_env,
-          { DB_USER = trimsuffix(local.emails[name], ".gserviceaccount.com") },
+          {
+            DB_USER      = trimsuffix(local.emails[name], ".gserviceaccount.com")
+            DB_POOL_SIZE = tostring(unit.pool_size)
+          },
         ) : {},
         contains(unit.needs, "tasks") ? local.tasks_env : {},
         contains(unit.needs, "mail") && var.platform.mail != null ? {
@@ -141,7 +147,8 @@ locals {
       local.common_env,
       local.database_env,
       local.jwt_env,
-      { DB_USER = "${local.migrate_account_id}@${var.project_id}.iam" },
+      # One connection: it runs the migrations in one session (counted in the reserve).
+      { DB_USER = "${local.migrate_account_id}@${var.project_id}.iam", DB_POOL_SIZE = "1" },
       var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_EMAIL = var.platform.first_admin_email },
     )
     secrets = merge(
@@ -173,6 +180,12 @@ locals {
     }
   }
 
-  database_units    = { for name, unit in local.units : name => unit if contains(unit.needs, "database") }
-  connection_demand = sum(concat([0], [for name, _ in local.database_units : local.max_instances[name] * local.connections_per_instance]))
+  # The connection budget (checked against max_connections by the database module and by
+  # tests/infra/test_terraform.py). Steady: every unit at its max instances, which the release
+  # sets at the service level, shared by all revisions that carry traffic, old and new
+  # alike. A rollout adds, per unit, the one instance of the tagged, traffic-less revision
+  # that `gcloud run deploy` starts and the smoke test calls: tagged revisions outside the
+  # traffic split do not count toward the service-level maximum.
+  connection_demand         = sum(concat([0], [for name, n in local.connections_per_instance : local.max_instances[name] * n]))
+  rollout_connection_demand = local.connection_demand + sum(concat([0], values(local.connections_per_instance)))
 }

@@ -21,6 +21,13 @@ variable "inventory" {
     condition     = alltrue([for unit in values(var.inventory.units) : unit.max_instances >= unit.min_instances])
     error_message = "A unit's max_instances must be at least its min_instances."
   }
+  validation {
+    # A request thread that found no pooled connection would wait (or open and close one).
+    condition = alltrue([
+      for unit in values(var.inventory.units) : !contains(unit.needs, "database") || unit.pool_size >= unit.concurrency
+    ])
+    error_message = "A database unit's pool_size must be at least its concurrency (one connection per request thread)."
+  }
 }
 
 variable "project_id" {

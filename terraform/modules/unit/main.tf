@@ -29,7 +29,10 @@ resource "google_cloud_run_v2_service" "unit" {
   location            = var.region
   ingress             = var.spec.ingress
   deletion_protection = var.deletion_protection
-  labels              = merge(var.labels, { unit = var.name })
+  # max-instances: the service-level maximum the release sets (`gcloud run services update
+  # --max`), shared by every revision that carries traffic; google provider 6.50.0 has no
+  # service-level max_instance_count to set it from here.
+  labels = merge(var.labels, { unit = var.name, "max-instances" = tostring(var.spec.max_instances) })
   # Public units sit behind the load balancer, which calls without credentials; ingress
   # (internal + load balancer) is what keeps the internet off the run.app URL. Internal units
   # keep the IAM check: only the Cloud Tasks / Scheduler accounts may invoke them.
@@ -37,14 +40,21 @@ resource "google_cloud_run_v2_service" "unit" {
   # Internal units also accept the shared service-to-service audience in OIDC tokens.
   custom_audiences = var.spec.audiences
 
+  # Minimum instances at the service level: divided among the revisions that carry traffic,
+  # so a tagged revision without traffic (a release being smoke-tested) starts none.
+  scaling {
+    min_instance_count = var.spec.min_instances
+  }
+
   template {
     service_account                  = google_service_account.unit.email
     timeout                          = var.spec.timeout
     max_instance_request_concurrency = var.spec.concurrency
     labels                           = { unit = var.name }
 
+    # Each revision's own bound (also the service-level maximum's fallback if an apply
+    # cleared it): the connection budget counts every unit at max_instances.
     scaling {
-      min_instance_count = var.spec.min_instances
       max_instance_count = var.spec.max_instances
     }
 
