@@ -131,8 +131,8 @@ def test_every_variable_has_a_description_and_env_inputs_are_validated() -> None
     fields = re.findall(r"(\w+)\s+=", api["site"]["type"])
     conditions = " ".join(v["condition"] for v in api["site"]["validation"])
     for field in fields:
-        nested = f"var.site.mail.{field}"  # the SMTP relay's fields live in site.mail
-        assert f"var.site.{field}" in conditions or nested in conditions, (
+        nested = [f"var.site.{group}.{field}" for group in ("mail", "release")]
+        assert f"var.site.{field}" in conditions or any(n in conditions for n in nested), (
             f"site.{field} has no validation"
         )
 
@@ -672,6 +672,12 @@ def test_each_environment_plans_with_its_example_inputs(env: str, plan_inputs: P
         ("domain", "API.example.com", "site.domain must be a lower-case DNS name"),
         ("cors_origins", ["http://app.example.com"], "site.cors_origins must be https origins"),
         ("alert_emails", ["oncall"], "site.alert_emails must be e-mail addresses"),
+        (
+            "release",
+            {"github_owner": "o", "github_repo": "r", "promote_from": "docker.io/imangor"},
+            "site.release needs a GitHub owner",
+        ),
+        ("image_readers", ["user:someone@example.com"], "site.image_readers must be"),
         ("domain", None, 'attribute "domain" is required'),
     ],
 )
@@ -748,6 +754,8 @@ def test_iam_grants_are_scoped_and_never_basic_roles() -> None:
         "roles/cloudsql.instanceUser",
         "roles/run.developer",
         "roles/logging.logWriter",
+        "roles/cloudbuild.builds.viewer",
+        "roles/monitoring.viewer",
     }
     for path in TF_FILES:
         for address, body in blocks(path, "resource").items():

@@ -257,8 +257,11 @@ resource "google_service_account" "deployer" {
   description  = "Runs cloudbuild.yaml: pushes images, runs the migration and smoke jobs, deploys revisions."
 }
 
+# run.developer: revisions, traffic, jobs; logWriter: the build's logs; builds.viewer: a
+# release waits for older builds of the environment (one at a time); monitoring.viewer: it
+# reads the new revisions' 5xx ratio before keeping them.
 resource "google_project_iam_member" "deployer" {
-  for_each = toset(["roles/run.developer", "roles/logging.logWriter"])
+  for_each = toset(["roles/run.developer", "roles/logging.logWriter", "roles/cloudbuild.builds.viewer", "roles/monitoring.viewer"])
   project  = var.site.project_id
   role     = each.value
   member   = "serviceAccount:${google_service_account.deployer.email}"
@@ -271,6 +274,47 @@ resource "google_artifact_registry_repository_iam_member" "deployer_push" {
   repository = each.value
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+# Other environments' deployers that promote this one's digests (dev: prod's) may read them.
+resource "google_artifact_registry_repository_iam_member" "readers" {
+  for_each   = toset(var.site.image_readers)
+  project    = var.site.project_id
+  location   = var.site.region
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.reader"
+  member     = each.value
+}
+
+# Pushes to the branch run cloudbuild.yaml as the deployer. In prod the build waits for an
+# approver (`gcloud builds approve`) and deploys the digest dev built and tested.
+resource "google_cloudbuild_trigger" "release" {
+  count              = var.site.release == null ? 0 : 1
+  project            = var.site.project_id
+  location           = "global"
+  name               = "${local.name_prefix}-release"
+  description        = "Imangor ${var.environment} release: cloudbuild.yaml on every push to ${var.site.release.branch}."
+  filename           = "cloudbuild.yaml"
+  service_account    = google_service_account.deployer.id
+  include_build_logs = "INCLUDE_BUILD_LOGS_WITH_STATUS"
+
+  github {
+    owner = var.site.release.github_owner
+    name  = var.site.release.github_repo
+    push {
+      branch = "^${var.site.release.branch}$"
+    }
+  }
+
+  substitutions = {
+    _ENV          = var.environment
+    _REGION       = var.site.region
+    _PROMOTE_FROM = var.site.release.promote_from
+  }
+
+  approval_config {
+    approval_required = var.release_approval
+  }
 }
 
 # ---- Background work ----------------------------------------------------------------------

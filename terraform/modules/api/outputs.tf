@@ -92,3 +92,8 @@ output "connection_budget" {
     allowed        = floor((var.database.max_connections - var.database.reserved_connections) * 0.75)
   }
 }
+
+output "release_trigger" {
+  description = "Cloud Build trigger of releases (empty without site.release); prod's waits for an approval."
+  value       = one(google_cloudbuild_trigger.release[*].name)
+}

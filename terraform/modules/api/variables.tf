@@ -14,6 +14,11 @@ variable "site" {
     generated into Secret Manager; empty: none) and mail (the SMTP relay the tasks unit sends
     password-reset mail through; its password goes into the <prefix>-smtp-password secret by
     hand). Without mail the tasks unit refuses to start: production never logs mail.
+    release (optional): the GitHub repository (connected to Cloud Build once, by hand) whose
+    pushes to `branch` run cloudbuild.yaml here as the deployer; promote_from, for prod, is
+    dev's image path (its image_repository output plus /api): prod then deploys the digests
+    dev built and tested, never builds its own. image_readers: accounts of other
+    environments allowed to pull this one's images (dev: prod's deployer).
   EOT
   type = object({
     project_id        = string
@@ -29,6 +34,13 @@ variable "site" {
       from      = string
       reset_url = string
     }))
+    release = optional(object({
+      github_owner = string
+      github_repo  = string
+      branch       = optional(string, "main")
+      promote_from = optional(string, "")
+    }))
+    image_readers = optional(list(string), [])
   })
 
   validation {
@@ -64,6 +76,19 @@ variable "site" {
   validation {
     condition     = var.site.mail == null ? true : can(regex("^https://", var.site.mail.reset_url))
     error_message = "site.mail.reset_url must be an https URL (the page that takes ?token=...)."
+  }
+  validation {
+    condition = var.site.release == null ? true : (
+      can(regex("^[A-Za-z0-9-]+$", var.site.release.github_owner)) &&
+      can(regex("^[A-Za-z0-9._-]+$", var.site.release.github_repo)) &&
+      can(regex("^[A-Za-z0-9._/-]+$", var.site.release.branch)) &&
+      (var.site.release.promote_from == "" || can(regex("^[a-z0-9-]+-docker\\.pkg\\.dev/[a-z][a-z0-9-]+/[a-z0-9-]+/[a-z0-9-]+$", var.site.release.promote_from)))
+    )
+    error_message = "site.release needs a GitHub owner, repository and branch; promote_from is empty or an Artifact Registry image path (REGION-docker.pkg.dev/PROJECT/imangor/api)."
+  }
+  validation {
+    condition     = alltrue([for m in var.site.image_readers : can(regex("^serviceAccount:[a-z0-9-]+@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", m))])
+    error_message = "site.image_readers must be serviceAccount:NAME@PROJECT.iam.gserviceaccount.com members."
   }
   validation {
     condition     = var.site.first_admin_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.site.first_admin_email))
@@ -205,5 +230,16 @@ variable "rate_limit_per_minute" {
   validation {
     condition     = var.rate_limit_per_minute >= 10
     error_message = "rate_limit_per_minute must be at least 10."
+  }
+}
+
+variable "release_approval" {
+  description = "Builds of the release trigger wait for an approver (gcloud builds approve) before they run. Required in prod."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.environment != "prod" || var.release_approval
+    error_message = "prod releases need an approval: set release_approval = true."
   }
 }
