@@ -884,7 +884,14 @@ def test_dashboard_json_renders_with_every_section() -> None:
     dashboard = json.loads(re.sub(r"\$\{(\w+)\}", "X", template))
     tiles = dashboard["mosaicLayout"]["tiles"]
     sections = [t["widget"]["title"] for t in tiles if "collapsibleGroup" in t["widget"]]
-    assert sections == ["API performance", "Errors", "Resources", "Database", "Business"]
+    assert sections == [
+        "API performance",
+        "Errors",
+        "Resources",
+        "Database",
+        "Business",
+        "Application (the seed's metric names, log-based)",
+    ]
     columns = dashboard["mosaicLayout"]["columns"]
     occupied: set[tuple[int, int]] = set()
     for tile in tiles:

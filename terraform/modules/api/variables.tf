@@ -64,6 +64,11 @@ variable "site" {
     error_message = "site.alert_emails must be e-mail addresses."
   }
   validation {
+    # Every alert notifies these addresses: none would silence them all.
+    condition     = var.environment != "prod" || length(var.site.alert_emails) > 0
+    error_message = "site.alert_emails: prod needs at least one address, or no alert reaches anyone."
+  }
+  validation {
     # A conditional, not ||: Terraform evaluates both sides of || even when the left is true.
     condition = var.site.mail == null ? true : (
       can(regex("^[a-z0-9.-]+$", var.site.mail.smtp_host)) &&

@@ -39,12 +39,13 @@ variable "redis_instance" {
 }
 
 variable "forwarding_rule" {
-  description = "Name of the load balancer's HTTPS forwarding rule."
+  description = "Name of the load balancer's HTTPS forwarding rule (empty without a load balancer: no edge alert)."
   type        = string
+  default     = ""
 }
 
 variable "alert_emails" {
-  description = "Addresses notified by every alert policy."
+  description = "Addresses notified by every alert policy (modules/api refuses an empty list in prod: alerts would reach nobody)."
   type        = list(string)
   default     = []
 }
@@ -93,4 +94,22 @@ variable "log_metric_wait" {
     condition     = can(regex("^[0-9]+s$", var.log_metric_wait))
     error_message = "log_metric_wait must be a number of seconds such as 600s."
   }
+}
+
+variable "queue_depth_threshold" {
+  description = "Tasks waiting in one queue, for 10 minutes, that alert."
+  type        = number
+  default     = 1000
+}
+
+variable "task_delay_threshold_s" {
+  description = "p99 delay, in seconds, of task attempts behind their schedule that alerts."
+  type        = number
+  default     = 300
+}
+
+variable "sql_disk_threshold" {
+  description = "Cloud SQL disk utilization (0-1) that alerts."
+  type        = number
+  default     = 0.85
 }
