@@ -320,6 +320,8 @@ PLATFORM = {
         "reset_url": "https://app.example.com/reset",
     },
     "first_admin_email": "admin@example.com",
+    "db_owner": "imangor_owner",
+    "db_owner_password_secret": "imangor-dev-db-owner-password",
     "tasks_invoker_email": "imangor-dev-tasks-inv@proj.iam.gserviceaccount.com",
     "scheduler_email": "imangor-dev-scheduler@proj.iam.gserviceaccount.com",
     "cors_origins": ["https://app.example.com"],
@@ -584,7 +586,10 @@ def test_registry_converts_queues_and_schedules(committed: dict[str, Any]) -> No
     assert committed["migrate"]["env"]["FIRST_ADMIN_EMAIL"] == "admin@example.com"
     admin_secret = committed["migrate"]["secrets"]["FIRST_ADMIN_PASSWORD"]
     assert admin_secret == "imangor-dev-first-admin-password"
-    assert committed["migrate"]["env"]["DB_USER"] == "imangor-dev-migrate@proj.iam"
+    # The schema's owner: a built-in user whose password only the migration job reads.
+    assert committed["migrate"]["env"]["DB_USER"] == "imangor_owner"
+    assert committed["migrate"]["env"]["DB_IAM_AUTH"] == "false"
+    assert committed["migrate"]["secrets"]["DB_PASSWORD"] == "imangor-dev-db-owner-password"
 
 
 def test_registry_computes_the_same_connection_budget(committed: dict[str, Any]) -> None:
@@ -721,8 +726,8 @@ def test_redis_is_private_with_auth_and_tls_and_its_auth_string_in_secret_manage
     assert cache["transit_encryption_mode"] == "SERVER_AUTHENTICATION"
     assert cache["connect_mode"] == "PRIVATE_SERVICE_ACCESS"
     auth = resources["google_secret_manager_secret_version.auth"]
-    assert auth["secret_data"] == "${google_redis_instance.cache.auth_string}"
-    assert resources["google_secret_manager_secret_version.url"]["secret_data"] == "${local.url}"
+    assert auth["secret_data_wo"] == "${google_redis_instance.cache.auth_string}"
+    assert resources["google_secret_manager_secret_version.url"]["secret_data_wo"] == "${local.url}"
 
 
 def test_units_run_with_direct_vpc_egress_and_let_cloud_build_own_image_and_traffic() -> None:

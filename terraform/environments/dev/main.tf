@@ -39,6 +39,9 @@ module "api" {
   # Small and cheap: one zone, basic Redis, two instances per unit at most.
   max_instances_cap   = 2
   deletion_protection = true
+  # The OWASP rules log before they block: switch to false once their logs show no false
+  # positives on real traffic (infra/README.md, Cloud Armor). cve-canary always blocks.
+  waf_preview = true
   database = {
     tier                 = "db-custom-1-3840"
     availability_type    = "ZONAL"

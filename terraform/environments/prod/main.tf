@@ -39,7 +39,10 @@ module "api" {
   # Highly available: regional Cloud SQL with 30 days of backups, replicated Redis.
   max_instances_cap   = 10
   deletion_protection = true
-  release_approval    = true # a person approves each release (gcloud builds approve)
+  # The OWASP rules log before they block: switch to false once their logs show no false
+  # positives on real traffic (infra/README.md, Cloud Armor). cve-canary always blocks.
+  waf_preview      = true
+  release_approval = true # a person approves each release (gcloud builds approve)
   database = {
     tier                 = "db-custom-4-16384"
     availability_type    = "REGIONAL"

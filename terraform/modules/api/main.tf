@@ -25,6 +25,8 @@ locals {
   smtp_password_secret_id   = "${local.name_prefix}-smtp-password"
   first_admin_secret_id     = "${local.name_prefix}-first-admin-password"
   jwt_private_key_secret_id = "${local.name_prefix}-jwt-private-key"
+  db_owner_secret_id        = "${local.name_prefix}-db-owner-password"
+  db_owner                  = "imangor_owner"
 
   # Secret ids handed to the units and jobs come from the secret resources (or, for secrets ops
   # create at bootstrap, from data sources), never from plain strings: every IAM binding on a
@@ -54,6 +56,8 @@ module "registry" {
     secret_key_secret           = google_secret_manager_secret.secret_key.secret_id
     redis_url_secret            = module.redis.url_secret_id
     first_admin_password_secret = local.first_admin_secret
+    db_owner                    = local.db_owner
+    db_owner_password_secret    = google_secret_manager_secret.db_owner_password.secret_id
     first_admin_email           = var.site.first_admin_email
     mail                        = var.site.mail
     smtp_password_secret        = local.smtp_password_secret
@@ -153,6 +157,12 @@ resource "google_secret_manager_secret_version" "secret_key" {
   secret_data_wo_version = var.secret_key_version
   # A rotated-out key is disabled, not destroyed: re-enable it to roll back.
   deletion_policy = "DISABLE"
+
+  # Rotation writes the new version before the old one is disabled: `latest` always names
+  # an enabled key (destroy-then-create left a moment where new instances could not start).
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 # The first admin's password (only when first_admin_email is set); read it once with
@@ -375,7 +385,7 @@ module "migrate" {
   name                = "migrate"
   job_name            = "${local.name_prefix}-migrate"
   account_id          = module.registry.migrate.account_id
-  description         = "Runs python -m imangor.migrate; owns the schema (see infra/README.md, bootstrap)."
+  description         = "Runs python -m imangor.migrate as the schema's owner (a built-in database user)."
   image               = var.image
   command             = ["python", "-m", "imangor.migrate"]
   env                 = module.registry.migrate.env
@@ -387,14 +397,25 @@ module "migrate" {
   deletion_protection = var.deletion_protection
   labels              = local.labels
 
-  depends_on = [google_secret_manager_secret_version.secret_key, google_secret_manager_secret_version.first_admin_password]
+  depends_on = [
+    google_secret_manager_secret_version.secret_key,
+    google_secret_manager_secret_version.first_admin_password,
+    google_secret_manager_secret_version.db_owner_password,
+    google_sql_user.owner,
+  ]
 }
 
+# The migration job connects (through the Cloud SQL connector) as the schema's owner, a
+# built-in user: Cloud SQL makes built-in users members of cloudsqlsuperuser, which may
+# create the schema's tables in the database Terraform made, CREATE EXTENSION pgaudit and
+# grant the units' IAM users their table rights; each release's migration job re-asserts
+# all of it (imangor.migrate), so no one ever connects by hand. Its password is generated at
+# apply and written write-only to the user and to the secret only the job reads: never in
+# state. Bump db_owner_password_version to rotate (the next release reads the new one).
 resource "google_project_iam_member" "migrate_sql" {
-  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
-  project  = var.site.project_id
-  role     = each.value
-  member   = "serviceAccount:${module.migrate.service_account_email}"
+  project = var.site.project_id
+  role    = "roles/cloudsql.client"
+  member  = "serviceAccount:${module.migrate.service_account_email}"
 
   condition {
     title       = "only-${module.database.instance_name}"
@@ -403,12 +424,41 @@ resource "google_project_iam_member" "migrate_sql" {
   }
 }
 
-resource "google_sql_user" "migrate" {
-  project         = var.site.project_id
-  instance        = module.database.instance_name
-  name            = trimsuffix(module.migrate.service_account_email, ".gserviceaccount.com")
-  type            = "CLOUD_IAM_SERVICE_ACCOUNT"
+ephemeral "random_password" "db_owner" {
+  length  = 40
+  special = false
+}
+
+resource "google_sql_user" "owner" {
+  project             = var.site.project_id
+  instance            = module.database.instance_name
+  name                = local.db_owner
+  type                = "BUILT_IN"
+  password_wo         = ephemeral.random_password.db_owner.result
+  password_wo_version = var.db_owner_password_version
+  # It owns every table: never dropped by Terraform.
   deletion_policy = "ABANDON"
+}
+
+resource "google_secret_manager_secret" "db_owner_password" {
+  project   = var.site.project_id
+  secret_id = local.db_owner_secret_id
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+}
+
+resource "google_secret_manager_secret_version" "db_owner_password" {
+  secret                 = google_secret_manager_secret.db_owner_password.id
+  secret_data_wo         = ephemeral.random_password.db_owner.result
+  secret_data_wo_version = var.db_owner_password_version
+  deletion_policy        = "DISABLE"
+
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 # Runs infra/tools/smoke.py against the tagged, traffic-less revisions of a release. Its

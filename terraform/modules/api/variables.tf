@@ -222,9 +222,8 @@ variable "secret_key_version" {
 }
 
 variable "waf_preview" {
-  description = "Let the Cloud Armor WAF rules only log (to tune them) instead of blocking."
+  description = "Let the OWASP WAF rules only log (a new environment starts so, to tune them on real traffic) instead of blocking; each environment commits its choice (infra/README.md, Cloud Armor). cve-canary always blocks."
   type        = bool
-  default     = false
 }
 
 variable "rate_limit_per_minute" {
@@ -246,5 +245,16 @@ variable "release_approval" {
   validation {
     condition     = var.environment != "prod" || var.release_approval
     error_message = "prod releases need an approval: set release_approval = true."
+  }
+}
+
+variable "db_owner_password_version" {
+  description = "Bump to rotate the schema owner's database password (generated, write-only: never in state)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.db_owner_password_version >= 1 && floor(var.db_owner_password_version) == var.db_owner_password_version
+    error_message = "db_owner_password_version must be a positive integer."
   }
 }

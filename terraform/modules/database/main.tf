@@ -26,6 +26,11 @@ resource "google_sql_database_instance" "main" {
     disk_autoresize_limit       = var.disk_autoresize_limit_gb
     deletion_protection_enabled = var.deletion_protection # the API refuses to delete it
     user_labels                 = var.labels
+    # Backups outlive the instance: a deletion (deliberate or not) keeps its last backups.
+    retain_backups_on_delete = true
+    # Only the Cloud SQL connectors (which the units and jobs use) may connect: no direct
+    # private-IP client, even inside the VPC, without IAM's cloudsql.instances.connect.
+    connector_enforcement = "REQUIRED"
 
     ip_configuration {
       ipv4_enabled       = false
@@ -70,7 +75,8 @@ resource "google_sql_database_instance" "main" {
       name  = "cloudsql.iam_authentication"
       value = "on"
     }
-    # Logging as the CIS benchmark asks; Query Insights covers slow statements.
+    # Logging as the CIS benchmark asks; Query Insights covers slow statements. pgAudit also
+    # needs its extension in the database: the migration job creates it (imangor.migrate).
     database_flags {
       name  = "cloudsql.enable_pgaudit"
       value = "on"

@@ -147,12 +147,13 @@ locals {
       local.common_env,
       local.database_env,
       local.jwt_env,
-      # One connection: it runs the migrations in one session (counted in the reserve).
-      { DB_USER = "${local.migrate_account_id}@${var.project_id}.iam", DB_POOL_SIZE = "1" },
+      # The schema's owner, a built-in user with a password (see modules/api), in one
+      # session: one connection, counted in the reserve.
+      { DB_USER = var.platform.db_owner, DB_IAM_AUTH = "false", DB_POOL_SIZE = "1" },
       var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_EMAIL = var.platform.first_admin_email },
     )
     secrets = merge(
-      { SECRET_KEY = var.platform.secret_key_secret },
+      { SECRET_KEY = var.platform.secret_key_secret, DB_PASSWORD = var.platform.db_owner_password_secret },
       var.platform.jwt.algorithm == "HS256" ? {} : { JWT_PRIVATE_KEY = var.platform.jwt.private_key_secret },
       var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_PASSWORD = var.platform.first_admin_password_secret },
     )

@@ -76,6 +76,8 @@ variable "platform" {
     redis_url_secret            = string
     first_admin_password_secret = string
     first_admin_email           = string
+    db_owner                    = string
+    db_owner_password_secret    = string
     mail = optional(object({
       smtp_host = string
       smtp_port = number
