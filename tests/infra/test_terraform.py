@@ -337,7 +337,11 @@ PLATFORM = {
 
 
 def evaluate_registry(
-    tmp: Path, data: dict[str, Any], cap: int = 4, **platform: Any
+    tmp: Path,
+    data: dict[str, Any],
+    cap: int = 4,
+    behind_load_balancer: bool = True,
+    **platform: Any,
 ) -> dict[str, Any]:
     """Apply the registry module (no provider, no resources) and return its outputs."""
     (tmp / "inventory.json").write_text(json.dumps(data))
@@ -353,6 +357,8 @@ module "registry" {{
   region            = "europe-west1"
   name_prefix       = "imangor-dev"
   max_instances_cap = {cap}
+
+  behind_load_balancer = {str(behind_load_balancer).lower()}
 }}
 
 output "registry" {{

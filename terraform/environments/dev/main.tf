@@ -39,8 +39,10 @@ module "api" {
   # Small and cheap: one zone, basic Redis, two instances per unit at most.
   max_instances_cap   = 2
   deletion_protection = true
-  # The OWASP rules log before they block: switch to false once their logs show no false
-  # positives on real traffic (infra/README.md, Cloud Armor). cve-canary always blocks.
+  # Each public unit on its own run.app URL, as the mission's clients call them (no load
+  # balancer, Cloud Armor or domain to pay for): infra/README.md, Function URLs or one domain.
+  load_balancer = false
+  # No effect without a load balancer; preview is where a WAF starts (infra/README.md).
   waf_preview = true
   database = {
     tier                 = "db-custom-1-3840"

@@ -39,6 +39,8 @@ module "api" {
   # Highly available: regional Cloud SQL with 30 days of backups, replicated Redis.
   max_instances_cap   = 10
   deletion_protection = true
+  # One HTTPS domain behind the load balancer and Cloud Armor (WAF, per-IP bans).
+  load_balancer = true
   # The OWASP rules log before they block: switch to false once their logs show no false
   # positives on real traffic (infra/README.md, Cloud Armor). cve-canary always blocks.
   waf_preview      = true

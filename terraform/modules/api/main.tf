@@ -49,6 +49,8 @@ module "registry" {
   name_prefix       = local.name_prefix
   max_instances_cap = var.max_instances_cap
 
+  behind_load_balancer = var.load_balancer
+
   platform = {
     instance_connection_name    = module.database.connection_name
     database_name               = module.database.database_name
@@ -486,8 +488,11 @@ module "smoke" {
 
 # ---- The API domain -----------------------------------------------------------------------
 
+# Without it (load_balancer = false) each public unit answers on its own run.app URL:
+# infra/README.md, "Function URLs or one domain", says what each mode costs and protects.
 module "load_balancer" {
   source = "../load_balancer"
+  count  = var.load_balancer ? 1 : 0
 
   project_id            = var.site.project_id
   region                = var.site.region
@@ -509,6 +514,7 @@ module "monitoring" {
   sql_instance    = module.database.instance_name
   max_connections = var.database.max_connections
   redis_instance  = module.redis.instance_name
-  forwarding_rule = module.load_balancer.forwarding_rule
+  forwarding_rule = try(module.load_balancer[0].forwarding_rule, "")
+  uptime_host     = var.load_balancer ? var.site.domain : trimprefix(module.registry.units["health"].url, "https://")
   alert_emails    = var.site.alert_emails
 }

@@ -14,18 +14,23 @@ output "service_accounts" {
 }
 
 output "api_domain" {
-  description = "The API's domain."
-  value       = var.site.domain
+  description = "The API's domain (null without a load balancer: clients use endpoints)."
+  value       = var.load_balancer ? var.site.domain : null
 }
 
 output "api_url" {
-  description = "Base URL clients use."
-  value       = "https://${var.site.domain}"
+  description = "Base URL clients use with a load balancer (null without one: see endpoints)."
+  value       = var.load_balancer ? "https://${var.site.domain}" : null
+}
+
+output "endpoints" {
+  description = "Each public path prefix (/items, /auth, ...) with the URL to call: the API domain with a load balancer, else the unit's own run.app URL."
+  value       = { for prefix, url in module.registry.endpoints : prefix => var.load_balancer ? "https://${var.site.domain}" : url }
 }
 
 output "load_balancer_ip" {
-  description = "Point the domain's A record here; the certificate provisions once it resolves."
-  value       = module.load_balancer.ip_address
+  description = "Point the domain's A record here; the certificate provisions once it resolves (null without a load balancer)."
+  value       = one(module.load_balancer[*].ip_address)
 }
 
 output "sql_connection_name" {

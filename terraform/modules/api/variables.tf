@@ -149,6 +149,11 @@ variable "redis" {
   default = {}
 }
 
+variable "load_balancer" {
+  description = "One HTTPS domain behind the external load balancer with Cloud Armor (true), or each public unit on its own run.app URL (false); each environment commits its choice (infra/README.md, Function URLs or one domain)."
+  type        = bool
+}
+
 variable "deletion_protection" {
   description = "Protect the database (Terraform and the Cloud SQL API), services and jobs against deletion; switch off and apply before destroying."
   type        = bool

@@ -49,7 +49,7 @@ resource "google_monitoring_uptime_check_config" "health" {
     type = "uptime_url"
     labels = {
       project_id = var.project_id
-      host       = var.domain
+      host       = var.uptime_host
     }
   }
 }
@@ -79,7 +79,7 @@ resource "google_monitoring_alert_policy" "uptime" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "https://${var.domain}/health fails. Check the load balancer, the certificate and the health unit's revisions (infra/README.md, Rollback)."
+    content   = "https://${var.uptime_host}/health fails. Check the load balancer, the certificate and the health unit's revisions (infra/README.md, Rollback)."
   }
 }
 

@@ -19,7 +19,12 @@ variable "name_prefix" {
 }
 
 variable "domain" {
-  description = "The API's domain, probed by the uptime check."
+  description = "The API's domain (documentation links)."
+  type        = string
+}
+
+variable "uptime_host" {
+  description = "Host the uptime check calls /health on: the API domain, or the health unit's run.app host without a load balancer."
   type        = string
 }
 

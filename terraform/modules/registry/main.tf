@@ -73,13 +73,17 @@ locals {
 
   deploy = {
     for name, unit in local.units : name => {
-      service_name  = local.service_names[name]
-      account_id    = local.service_names[name]
-      email         = local.emails[name]
-      url           = local.urls[name]
-      needs         = sort(unit.needs)
-      internal      = unit.internal
-      ingress       = unit.internal ? "INGRESS_TRAFFIC_INTERNAL_ONLY" : "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+      service_name = local.service_names[name]
+      account_id   = local.service_names[name]
+      email        = local.emails[name]
+      url          = local.urls[name]
+      needs        = sort(unit.needs)
+      internal     = unit.internal
+      # Internal units: Google-internal callers only. Public units: the load balancer (and the
+      # VPC) only, or, without a load balancer, the internet on their own run.app URL.
+      ingress = unit.internal ? "INGRESS_TRAFFIC_INTERNAL_ONLY" : (
+        var.behind_load_balancer ? "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" : "INGRESS_TRAFFIC_ALL"
+      )
       audiences     = unit.internal ? [local.oidc_audience] : []
       cpu           = unit.cpu
       memory        = unit.memory
@@ -99,8 +103,9 @@ locals {
           # even while every request thread is busy and the instance is not restarted for it.
           THREADS = tostring(unit.concurrency + 1)
           # X-Forwarded-For entries added by our own proxies: LB + Cloud Run front end, or
-          # only the front end for units that Cloud Tasks / Scheduler call directly.
-          FORWARDED_HOPS = unit.internal ? "1" : "2"
+          # only the front end for units called on their own URL (Cloud Tasks / Scheduler,
+          # or every client when there is no load balancer).
+          FORWARDED_HOPS = !unit.internal && var.behind_load_balancer ? "2" : "1"
         },
         unit.internal ? {
           OIDC_AUDIENCE         = local.oidc_audience
@@ -171,6 +176,14 @@ locals {
       max_concurrent_dispatches = q.max_concurrent_dispatches
     }
   }
+
+  # Where clients reach each public path prefix: the API domain (the load balancer routes
+  # it) or the owning unit's own URL.
+  endpoints = merge([
+    for name, unit in local.units : {
+      for prefix in unit.paths : prefix => local.urls[name]
+    } if !unit.internal
+  ]...)
 
   schedules = {
     for name, s in var.inventory.schedules : name => {

@@ -52,3 +52,8 @@ output "rollout_connection_demand" {
   description = "The same during a release: plus one instance per database unit (the tagged, traffic-less revision being smoke-tested)."
   value       = local.rollout_connection_demand
 }
+
+output "endpoints" {
+  description = "Each public path prefix with the run.app URL of the unit that serves it."
+  value       = local.endpoints
+}

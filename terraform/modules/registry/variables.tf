@@ -104,3 +104,9 @@ variable "platform" {
     error_message = "jwt.algorithm must be HS256, RS256 or ES256."
   }
 }
+
+variable "behind_load_balancer" {
+  description = "Public units sit behind the HTTPS load balancer (ingress: internal and load balancer) or answer on their own run.app URL (ingress: all)."
+  type        = bool
+  default     = true
+}

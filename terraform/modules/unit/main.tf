@@ -33,9 +33,11 @@ resource "google_cloud_run_v2_service" "unit" {
   # --max`), shared by every revision that carries traffic; google provider 6.50.0 has no
   # service-level max_instance_count to set it from here.
   labels = merge(var.labels, { unit = var.name, "max-instances" = tostring(var.spec.max_instances) })
-  # Public units sit behind the load balancer, which calls without credentials; ingress
-  # (internal + load balancer) is what keeps the internet off the run.app URL. Internal units
-  # keep the IAM check: only the Cloud Tasks / Scheduler accounts may invoke them.
+  # Public units are called without Google credentials (by the load balancer, or by clients
+  # on their own URL when an environment has none); the app authenticates users itself.
+  # Behind a load balancer, ingress (internal + load balancer) keeps the internet off the
+  # run.app URL. Internal units keep the IAM check: only the Cloud Tasks / Scheduler
+  # accounts may invoke them.
   invoker_iam_disabled = !var.spec.internal
   # Internal units also accept the shared service-to-service audience in OIDC tokens.
   custom_audiences = var.spec.audiences
