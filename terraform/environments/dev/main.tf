@@ -37,6 +37,8 @@ module "api" {
   inventory = jsondecode(file("${path.module}/../../generated/inventory.json"))
 
   # Small and cheap: one zone, basic Redis, two instances per unit at most.
+  # Sized for a peak of 20 req/s of the capacity model's mix (infra/capacity.py, README
+  # Capacity); tests/infra/test_capacity.py checks these sizes against it.
   max_instances_cap   = 2
   deletion_protection = true
   # Each public unit on its own run.app URL, as the mission's clients call them (no load

@@ -37,6 +37,8 @@ module "api" {
   inventory = jsondecode(file("${path.module}/../../generated/inventory.json"))
 
   # Highly available: regional Cloud SQL with 30 days of backups, replicated Redis.
+  # Sized for a peak of 600 req/s of the capacity model's mix (infra/capacity.py, README
+  # Capacity); tests/infra/test_capacity.py checks these sizes against it.
   max_instances_cap   = 10
   deletion_protection = true
   # One HTTPS domain behind the load balancer and Cloud Armor (WAF, per-IP bans).
