@@ -87,7 +87,7 @@ def secrets_without_a_first_version(api: dict[str, Any], guide: str) -> list[str
             # secret_id = "${local.x}", local x = "${local.name_prefix}-smtp-password"
             local = re.fullmatch(r"\$\{local\.(\w+)\}", str(body["secret_id"]))
             suffix = str(locals_[local.group(1)] if local else body["secret_id"]).split("}-")[-1]
-            if not re.search(rf"gcloud secrets create imangor-\w+-{re.escape(suffix)}\b", guide):
+            if not re.search(rf"gcloud secrets create imangor-[$\w]+-{re.escape(suffix)}\b", guide):
                 broken.append(f"{name}: infra/README.md never creates *-{suffix} at bootstrap")
         else:
             version = resources.get(f"google_secret_manager_secret_version.{match.group(3)}")
