@@ -191,3 +191,16 @@ def test_revisions_share_a_service_level_maximum_the_release_sets() -> None:
         "max_instance_count": "${var.spec.max_instances}"
     }
     assert '"max-instances" = tostring(var.spec.max_instances)' in service["labels"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_guide_quotes_each_environments_budget(env: str) -> None:
+    from tests.infra.test_terraform import ROOT
+
+    found = budget(inventory(), api_call(env))
+    guide = (ROOT / "infra" / "README.md").read_text()
+    row = (
+        f"| {found.steady} | {found.rollout} | {found.usable + found.reserve} - {found.reserve}"
+        f" = {found.usable} | {found.allowed} | {found.free_share:.0%} |"
+    )
+    assert row.replace("%", " %") in guide, row
