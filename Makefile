@@ -4,7 +4,7 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: install dev test test-fast fmt inventory openapi migrate seed cron bench help
+.PHONY: install dev test test-fast fmt inventory openapi migrate seed cron bench capacity help
 
 help:  ## list the targets
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -50,3 +50,6 @@ bench: install  ## run every benchmark (results in bench/results/, summarised in
 	$(RUN) python bench/login.py
 	$(RUN) python bench/tasks.py
 	$(RUN) python bench/api.py
+
+capacity: install  ## what RPS req/s of the model's mix needs on Google Cloud (default 10000)
+	$(RUN) python -m infra.capacity --rps $(or $(RPS),10000)

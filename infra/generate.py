@@ -109,6 +109,10 @@ def inventory() -> dict[str, object]:
         deploy["needs"] = sorted(deploy["needs"])
         units[unit] = {
             **deploy,
+            # DB_POOL_SIZE of the unit: one connection per request it may serve at once (its
+            # concurrency, = gunicorn's request threads), none without a database. Terraform's
+            # connection budget multiplies it by the unit's max instances.
+            "pool_size": deploy["concurrency"] if "database" in deploy["needs"] else 0,
             "paths": sorted(p for p, owner in prefixes.items() if owner == unit),
             "routes": sorted(f"{e.method} {e.path}" for e in REGISTRY.for_unit(unit)),
             "entry_point": unit,

@@ -95,6 +95,34 @@ def test_units_get_table_access_through_the_cloud_sql_iam_role(services: dict[st
     assert ddl is False
 
 
+def test_the_audit_extension_is_created_only_where_the_server_offers_it(
+    services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cloud SQL offers pgaudit (its flag is on); a local PostgreSQL does not, and the
+    migration must not fail there. migrate() runs it on every release."""
+    from sqlalchemy import text
+
+    import imangor.migrate as migrate_module
+    from imangor.db import get_engine
+
+    with get_engine().connect() as connection:
+        offered = connection.scalar(
+            text("SELECT 1 FROM pg_available_extensions WHERE name = 'pgaudit'")
+        )
+    assert migrate_module.ensure_audit_extension() is bool(offered)
+    called: list[str] = []
+    monkeypatch.setattr(migrate_module, "upgrade", lambda: called.append("upgrade"))
+    monkeypatch.setattr(
+        migrate_module, "ensure_audit_extension", lambda: called.append("audit") or False
+    )
+    monkeypatch.setattr(migrate_module, "grant_app_access", lambda: called.append("grant") or True)
+    monkeypatch.setattr(
+        "imangor.services.bootstrap.ensure_first_admin", lambda: called.append("admin")
+    )
+    migrate_module.migrate()
+    assert called == ["upgrade", "audit", "grant", "admin"]
+
+
 @pytest.mark.parametrize(
     "module",
     sorted(m.name for m in pkgutil.iter_modules(models.__path__) if m.name != "base"),

@@ -1,33 +1,86 @@
-"""What cloudbuild.yaml's release steps read from the inventory and from gcloud.
+"""The release steps of cloudbuild.yaml: one image per commit, deployed by digest, tagged
+without traffic, smoke-tested, moved to by tag, watched, and rolled back by itself.
 
     python3 infra/tools/release.py units
         every unit of terraform/generated/inventory.json, one per line
-    python3 infra/tools/release.py smoke-args --prefix imangor-dev --region R --tag c-abc1234
-        the smoke job's arguments: /health and /ready of the health unit (must be 2xx) and one
-        path of every other public unit (~URL: below 500), on the revisions tagged TAG
-    python3 infra/tools/release.py stale-tags --keep c-abc1234 < service.json
-        release tags (c-*) of a service other than KEEP, comma-separated, from
-        `gcloud run services describe --format=json`
+    python3 infra/tools/release.py resolve-image --image IMAGE --commit SHA --out FILE
+                                    [--promote-from SOURCE] [--wait SECONDS]
+        writes IMAGE@sha256:... to FILE and prints "skip" when the commit's image exists
+        already (re-running a commit builds and pushes nothing) or was promoted from SOURCE
+        (the digest another environment built and tested, copied, never rebuilt); prints
+        "build" otherwise
+    python3 infra/tools/release.py pushed --image IMAGE --commit SHA --out FILE
+        writes the digest just pushed to FILE (so everything deploys that exact image)
+    python3 infra/tools/release.py wait-turn --env ENV --build BUILD_ID
+        waits while an older build of the same environment is still running (one release
+        at a time, in the order the builds started)
+    python3 infra/tools/release.py smoke-args --prefix P --region R --tag c-abc1234 [--main]
+        the smoke job's arguments: /health and /ready of every public unit (2xx), on the
+        revisions tagged TAG (or, with --main, on each service's own URL after the shift)
+    python3 infra/tools/release.py record --prefix P --region R --out previous.json
+        each unit's current traffic split (revisions, percents, tags), before the release
+    python3 infra/tools/release.py release --prefix P --region R --tag c-abc1234
+                                    --previous previous.json --project PROJECT [...]
+        moves each unit's traffic to the revision tagged TAG (by tag: a revision made later
+        by another build or an apply gets none), then checks health through the smoke job
+        and each new revision's 5xx ratio over a watch window; on any failure it moves every
+        unit back to its recorded split and exits 1. On success it removes the release tags
+        other than this release's and the previous one's (kept for a rollback by hand).
+    python3 infra/tools/release.py rollback --prefix P --region R --previous previous.json
+        moves every unit back to its recorded split
 
-Standard library only: it runs in the gcloud image, from the source checkout.
+Standard library only: it runs in the gcloud image, from the source checkout. gcloud is run
+through one small class so that the tests drive the whole flow with a fake.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 INVENTORY = Path(__file__).resolve().parents[2] / "terraform" / "generated" / "inventory.json"
-HEALTH_UNIT = "health"
 HEALTH_PATHS = ("/health", "/ready")
 TAG_PREFIX = "c-"
+MONITORING = "https://monitoring.googleapis.com/v1/projects/{project}/location/global/prometheus/api/v1/query"
 
-Describe = Callable[[str], dict[str, Any]]
+
+class GcloudError(RuntimeError):
+    """A gcloud command failed; the message is its stderr."""
+
+
+class Gcloud:
+    """Runs gcloud. `run(args)` returns stdout or raises GcloudError."""
+
+    def __init__(
+        self, runner: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None
+    ):
+        self._runner = runner or self._subprocess
+
+    @staticmethod
+    def _subprocess(args: list[str]) -> subprocess.CompletedProcess[str]:
+        gcloud = shutil.which("gcloud") or "gcloud"
+        return subprocess.run(  # noqa: S603  # nosec B603
+            [gcloud, *args], capture_output=True, text=True, check=False
+        )
+
+    def run(self, *args: str) -> str:
+        result = self._runner(list(args))
+        if result.returncode != 0:
+            raise GcloudError(f"gcloud {' '.join(args[:3])}: {result.stderr.strip()}")
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--format=json"))
 
 
 def load_inventory(path: Path = INVENTORY) -> dict[str, Any]:
@@ -39,78 +92,437 @@ def units(inventory: dict[str, Any]) -> list[str]:
     return sorted(inventory["units"])
 
 
-def smoke_checks(inventory: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """(unit, path, lenient) for every public unit; internal ones are not reachable here."""
-    checks: list[tuple[str, str, bool]] = []
-    for name, unit in sorted(inventory["units"].items()):
-        if unit["internal"] or not unit["paths"]:
-            continue
-        if name == HEALTH_UNIT:
-            missing = [p for p in HEALTH_PATHS if p not in unit["paths"]]
-            if missing:
-                raise ValueError(f"the health unit does not serve {', '.join(missing)}")
-            checks += [(name, path, False) for path in HEALTH_PATHS]
-        else:
-            checks.append((name, unit["paths"][0], True))
-    return checks
+# ---- the image: built once, deployed by digest ------------------------------------------------
 
 
-def tag_url(service: dict[str, Any], tag: str) -> str:
+def digest_of(gcloud: Gcloud, reference: str) -> str | None:
+    """The sha256 digest an Artifact Registry tag points at, or None if there is no such tag."""
+    try:
+        out = gcloud.run(
+            "artifacts",
+            "docker",
+            "images",
+            "describe",
+            reference,
+            "--format=value(image_summary.digest)",
+        ).strip()
+    except GcloudError:
+        return None
+    return out or None
+
+
+def resolve_image(
+    gcloud: Gcloud,
+    image: str,
+    commit: str,
+    promote_from: str = "",
+    wait_seconds: float = 0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, bool]:
+    """(IMAGE@digest or "", skip_build). An environment that promotes copies the digest its
+    source built (waiting for that build to push it), and checks the copy's digest."""
+    if promote_from:
+        source = f"{promote_from}:{commit}"
+        digest = digest_of(gcloud, source)
+        waited = 0.0
+        while digest is None and waited < wait_seconds:
+            sleep(30)
+            waited += 30
+            digest = digest_of(gcloud, source)
+        if digest is None:
+            raise LookupError(
+                f"{source} does not exist: the source environment's build has not pushed it"
+            )
+        if digest_of(gcloud, f"{image}:{commit}") is None:
+            gcloud.run(
+                "container",
+                "images",
+                "add-tag",
+                f"{promote_from}@{digest}",
+                f"{image}:{commit}",
+                "--quiet",
+            )
+        copied = digest_of(gcloud, f"{image}:{commit}")
+        if copied != digest:
+            raise RuntimeError(f"{image}:{commit} is {copied}, not the promoted {digest}")
+        return f"{image}@{digest}", True
+    existing = digest_of(gcloud, f"{image}:{commit}")
+    if existing is not None:
+        return f"{image}@{existing}", True
+    return "", False
+
+
+# ---- one release at a time ------------------------------------------------------------------
+
+
+def older_running_builds(builds: list[dict[str, Any]], build_id: str) -> list[str]:
+    """Ids of the running builds that started before `build_id` (ties broken by id)."""
+    mine = next((b for b in builds if b.get("id") == build_id), None)
+    if mine is None:
+        return []
+    key = (mine.get("createTime", ""), build_id)
+    # A build still waiting for its approval (PENDING) holds no one up.
+    running = [b for b in builds if b.get("status") in ("QUEUED", "WORKING")]
+    return sorted(b["id"] for b in running if (b.get("createTime", ""), b["id"]) < key)
+
+
+def wait_turn(
+    gcloud: Gcloud, env: str, build_id: str, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    while True:
+        builds = gcloud.json("builds", "list", "--ongoing", f"--filter=tags=imangor-{env}")
+        older = older_running_builds(builds, build_id)
+        if not older:
+            return
+        print(f"waiting for {', '.join(older)} (one release at a time)", flush=True)
+        sleep(20)
+
+
+# ---- traffic ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    revision: str
+    percent: int
+    tag: str | None = None
+
+
+def split(service: dict[str, Any]) -> list[Target]:
+    """The revisions that carry traffic, from `gcloud run services describe --format=json`."""
+    return [
+        Target(t["revisionName"], int(t["percent"]), t.get("tag"))
+        for t in service.get("status", {}).get("traffic", [])
+        if t.get("percent") and t.get("revisionName")
+    ]
+
+
+def tagged(service: dict[str, Any], tag: str) -> dict[str, Any]:
     for target in service.get("status", {}).get("traffic", []):
-        if target.get("tag") == tag and target.get("url"):
-            return str(target["url"])
+        if target.get("tag") == tag:
+            return dict(target)
     raise LookupError(f"no revision tagged {tag} on {service.get('metadata', {}).get('name')}")
 
 
-def stale_tags(service: dict[str, Any], keep: str) -> list[str]:
+def tag_url(service: dict[str, Any], tag: str) -> str:
+    url = tagged(service, tag).get("url")
+    if not url:
+        raise LookupError(f"the revision tagged {tag} has no URL")
+    return str(url)
+
+
+def stale_tags(service: dict[str, Any], keep: Sequence[str]) -> list[str]:
     tags = {t.get("tag") for t in service.get("status", {}).get("traffic", [])}
-    return sorted(t for t in tags if t and t.startswith(TAG_PREFIX) and t != keep)
+    return sorted(t for t in tags if t and t.startswith(TAG_PREFIX) and t not in keep)
 
 
-def smoke_args(inventory: dict[str, Any], prefix: str, tag: str, describe: Describe) -> list[str]:
+def describe(gcloud: Gcloud, service: str, region: str) -> dict[str, Any]:
+    found: dict[str, Any] = gcloud.json(
+        "run", "services", "describe", service, f"--region={region}"
+    )
+    return found
+
+
+def record(
+    gcloud: Gcloud, names: list[str], prefix: str, region: str
+) -> dict[str, list[dict[str, Any]]]:
+    return {
+        unit: [vars(t) for t in split(describe(gcloud, f"{prefix}-{unit}", region))]
+        for unit in names
+    }
+
+
+def move_to_tag(gcloud: Gcloud, service: str, region: str, tag: str) -> None:
+    gcloud.run(
+        "run",
+        "services",
+        "update-traffic",
+        service,
+        f"--region={region}",
+        f"--to-tags={tag}=100",
+        "--quiet",
+    )
+
+
+def rollback(
+    gcloud: Gcloud, previous: dict[str, list[dict[str, Any]]], prefix: str, region: str
+) -> list[str]:
+    """Every unit back to its recorded split; returns the units that could not be moved."""
+    failed = []
+    for unit, targets in sorted(previous.items()):
+        if not targets:
+            continue
+        revisions = ",".join(f"{t['revision']}={t['percent']}" for t in targets)
+        try:
+            gcloud.run(
+                "run",
+                "services",
+                "update-traffic",
+                f"{prefix}-{unit}",
+                f"--region={region}",
+                f"--to-revisions={revisions}",
+                "--quiet",
+            )
+        except GcloudError as error:
+            print(f"ROLLBACK FAILED for {unit}: {error}", file=sys.stderr)
+            failed.append(unit)
+    return failed
+
+
+# ---- checks ---------------------------------------------------------------------------------
+
+
+def smoke_checks(inventory: dict[str, Any]) -> list[tuple[str, str]]:
+    """(unit, path) for every public unit: each answers /health and /ready itself (its own
+    dependencies; imangor.runtime.probes). Internal units cannot be called from here."""
+    return [
+        (name, path)
+        for name, unit in sorted(inventory["units"].items())
+        if not unit["internal"]
+        for path in HEALTH_PATHS
+    ]
+
+
+def smoke_args(
+    inventory: dict[str, Any],
+    prefix: str,
+    tag: str | None,
+    describe_service: Callable[[str], dict[str, Any]],
+) -> list[str]:
+    """URLs the smoke job checks: on the revisions tagged `tag`, or each service's own URL."""
     urls: dict[str, str] = {}
     args = []
-    for unit, path, lenient in smoke_checks(inventory):
+    for unit, path in smoke_checks(inventory):
         if unit not in urls:
-            urls[unit] = tag_url(describe(f"{prefix}-{unit}"), tag).rstrip("/")
-        args.append(f"{'~' if lenient else ''}{urls[unit]}{path}")
+            service = describe_service(f"{prefix}-{unit}")
+            url = tag_url(service, tag) if tag else str(service["status"]["url"])
+            urls[unit] = url.rstrip("/")
+        args.append(f"{urls[unit]}{path}")
     return args
 
 
-def gcloud_describe(region: str) -> Describe:
-    def describe(service: str) -> dict[str, Any]:
-        command = ["gcloud", "run", "services", "describe", service, f"--region={region}"]
-        out = subprocess.run(  # noqa: S603
-            [*command, "--format=json"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        result: dict[str, Any] = json.loads(out)
-        return result
-
-    return describe
+def run_smoke_job(gcloud: Gcloud, job: str, region: str, args: list[str]) -> None:
+    gcloud.run(
+        "run", "jobs", "execute", job, f"--region={region}", "--wait", f"--args={','.join(args)}"
+    )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+Query = Callable[[str], float | None]
+
+
+def prometheus_query(project: str, token: str) -> Query:
+    """One PromQL instant query against Cloud Monitoring; the first sample's value, or None
+    when the series is empty."""
+
+    def query(promql: str) -> float | None:
+        body = urllib.parse.urlencode({"query": promql}).encode()
+        request = urllib.request.Request(  # noqa: S310 - a fixed https URL
+            MONITORING.format(project=project),
+            data=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  # nosec B310
+            result = json.load(response)["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    return query
+
+
+def error_ratio_problem(
+    query: Query, service: str, revision: str, window: str, max_ratio: float, min_requests: int
+) -> str | None:
+    """Why a revision's 5xx ratio over `window` fails the release, or None. Fewer requests than
+    `min_requests` are too few to judge: health (the smoke job) decides alone then."""
+    selector = (
+        f'monitored_resource="cloud_run_revision",service_name="{service}",'
+        f'revision_name="{revision}"'
+    )
+    total = query(f"sum(increase(run_googleapis_com:request_count{{{selector}}}[{window}]))") or 0.0
+    if total < min_requests:
+        print(f"{service}: {total:.0f} requests in {window}, too few to judge the error rate")
+        return None
+    errors = (
+        query(
+            f'sum(increase(run_googleapis_com:request_count{{{selector},response_code_class="5xx"}}[{window}]))'
+        )
+        or 0.0
+    )
+    ratio = errors / total
+    print(f"{service}: {errors:.0f} of {total:.0f} requests 5xx ({ratio:.1%}) in {window}")
+    if ratio > max_ratio:
+        return f"{service} {revision}: {ratio:.1%} 5xx (more than {max_ratio:.0%})"
+    return None
+
+
+@dataclass(frozen=True)
+class Release:
+    prefix: str
+    region: str
+    tag: str
+    smoke_job: str
+    watch_seconds: float = 300
+    max_error_ratio: float = 0.05
+    min_requests: int = 50
+
+
+def release(
+    gcloud: Gcloud,
+    inventory: dict[str, Any],
+    previous: dict[str, list[dict[str, Any]]],
+    plan: Release,
+    query: Query,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Shift, check, and roll back on failure. Returns the problems (empty: released)."""
+    names = units(inventory)
+    problems: list[str] = []
+    revisions: dict[str, str] = {}
+    try:
+        for unit in names:
+            service = f"{plan.prefix}-{unit}"
+            revisions[unit] = str(
+                tagged(describe(gcloud, service, plan.region), plan.tag)["revisionName"]
+            )
+            move_to_tag(gcloud, service, plan.region, plan.tag)
+        sleep(plan.watch_seconds)  # traffic reaches the new revisions; metrics arrive
+        describe_service = lambda name: describe(gcloud, name, plan.region)  # noqa: E731
+        try:
+            run_smoke_job(
+                gcloud,
+                plan.smoke_job,
+                plan.region,
+                smoke_args(inventory, plan.prefix, None, describe_service),
+            )
+        except GcloudError as error:
+            problems.append(f"health after the shift: {error}")
+        window = f"{max(60, int(plan.watch_seconds))}s"
+        for unit in names:
+            found = error_ratio_problem(
+                query,
+                f"{plan.prefix}-{unit}",
+                revisions[unit],
+                window,
+                plan.max_error_ratio,
+                plan.min_requests,
+            )
+            if found:
+                problems.append(found)
+    except (GcloudError, LookupError) as error:
+        problems.append(f"shift: {error}")
+    if problems:
+        print("RELEASE FAILED, rolling back:\n  " + "\n  ".join(problems), file=sys.stderr)
+        failed = rollback(gcloud, previous, plan.prefix, plan.region)
+        if failed:
+            problems.append(
+                f"rollback failed for {', '.join(failed)}: see infra/README.md, Rollback"
+            )
+        return problems
+    for unit in names:
+        service = f"{plan.prefix}-{unit}"
+        keep = [plan.tag, *(t["tag"] for t in previous.get(unit, []) if t.get("tag"))]
+        stale = stale_tags(describe(gcloud, service, plan.region), keep)
+        if stale:
+            gcloud.run(
+                "run",
+                "services",
+                "update-traffic",
+                service,
+                f"--region={plan.region}",
+                f"--remove-tags={','.join(stale)}",
+                "--quiet",
+            )
+    return []
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None, gcloud: Gcloud | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("units")
+    resolve = commands.add_parser("resolve-image")
+    pushed = commands.add_parser("pushed")
+    for sub in (resolve, pushed):
+        sub.add_argument("--image", required=True)
+        sub.add_argument("--commit", required=True)
+        sub.add_argument("--out", required=True, type=Path)
+    resolve.add_argument("--promote-from", default="")
+    resolve.add_argument("--wait", type=float, default=1800)
+    turn = commands.add_parser("wait-turn")
+    turn.add_argument("--env", required=True)
+    turn.add_argument("--build", required=True)
     smoke = commands.add_parser("smoke-args")
-    smoke.add_argument("--prefix", required=True)
-    smoke.add_argument("--region", required=True)
-    smoke.add_argument("--tag", required=True)
-    stale = commands.add_parser("stale-tags")
-    stale.add_argument("--keep", required=True)
+    smoke.add_argument("--tag")
+    smoke.add_argument("--main", action="store_true")
+    rec = commands.add_parser("record")
+    rec.add_argument("--out", required=True, type=Path)
+    rel = commands.add_parser("release")
+    rel.add_argument("--tag", required=True)
+    rel.add_argument("--project", required=True)
+    rel.add_argument("--smoke-job", required=True)
+    rel.add_argument("--watch", type=float, default=300)
+    rel.add_argument("--max-error-ratio", type=float, default=0.05)
+    rel.add_argument("--min-requests", type=int, default=50)
+    back = commands.add_parser("rollback")
+    for sub in (smoke, rec, rel, back):
+        sub.add_argument("--prefix", required=True)
+        sub.add_argument("--region", required=True)
+    for sub in (rel, back):
+        sub.add_argument("--previous", required=True, type=Path)
     args = parser.parse_args(argv)
+    gcloud = gcloud or Gcloud()
 
     if args.command == "units":
         print("\n".join(units(load_inventory())))
+    elif args.command == "resolve-image":
+        image, skip = resolve_image(gcloud, args.image, args.commit, args.promote_from, args.wait)
+        if skip:
+            args.out.write_text(image)
+        print("skip" if skip else "build")
+    elif args.command == "pushed":
+        digest = digest_of(gcloud, f"{args.image}:{args.commit}")
+        if digest is None:
+            raise LookupError(f"{args.image}:{args.commit} was not pushed")
+        args.out.write_text(f"{args.image}@{digest}")
+    elif args.command == "wait-turn":
+        wait_turn(gcloud, args.env, args.build)
     elif args.command == "smoke-args":
-        describe = gcloud_describe(args.region)
-        print(",".join(smoke_args(load_inventory(), args.prefix, args.tag, describe)))
+        if not args.main and not args.tag:
+            parser.error("smoke-args needs --tag or --main")
+        found = smoke_args(
+            load_inventory(),
+            args.prefix,
+            None if args.main else args.tag,
+            lambda name: describe(gcloud, name, args.region),
+        )
+        print(",".join(found))
+    elif args.command == "record":
+        args.out.write_text(
+            json.dumps(record(gcloud, units(load_inventory()), args.prefix, args.region))
+        )
+    elif args.command == "release":
+        token = gcloud.run("auth", "print-access-token").strip()
+        plan = Release(
+            args.prefix,
+            args.region,
+            args.tag,
+            args.smoke_job,
+            args.watch,
+            args.max_error_ratio,
+            args.min_requests,
+        )
+        problems = release(
+            gcloud,
+            load_inventory(),
+            json.loads(args.previous.read_text()),
+            plan,
+            prometheus_query(args.project, token),
+        )
+        return 1 if problems else 0
     else:
-        print(",".join(stale_tags(json.load(sys.stdin), args.keep)))
+        failed = rollback(gcloud, json.loads(args.previous.read_text()), args.prefix, args.region)
+        return 1 if failed else 0
     return 0
 
 

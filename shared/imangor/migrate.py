@@ -63,9 +63,33 @@ def grant_app_access() -> bool:
     return True
 
 
+AUDIT_EXTENSION = "pgaudit"
+
+
+def ensure_audit_extension() -> bool:
+    """On Cloud SQL (cloudsql.enable_pgaudit on, Terraform's modules/database), pgAudit also
+    needs its extension in the database before `pgaudit.log` records anything; the schema
+    owner, a member of cloudsqlsuperuser, may create it. Where the server does not offer it
+    (a local PostgreSQL) this does nothing. Idempotent."""
+    from sqlalchemy import text
+
+    from imangor.db import session_scope
+
+    with session_scope() as session:
+        offered = session.scalar(
+            text("SELECT 1 FROM pg_available_extensions WHERE name = :n"), {"n": AUDIT_EXTENSION}
+        )
+        if not offered:
+            return False
+        session.execute(text(f"CREATE EXTENSION IF NOT EXISTS {AUDIT_EXTENSION}"))
+    return True
+
+
 def migrate() -> None:
-    """Upgrade to head, grant the units table access, make sure the first admin exists."""
+    """Upgrade to head, turn on auditing where offered, grant the units table access, make
+    sure the first admin exists."""
     upgrade()
+    ensure_audit_extension()
     grant_app_access()
     from imangor.services.bootstrap import ensure_first_admin
 

@@ -73,12 +73,14 @@ def test_cloudbuild_step_ids_are_unique_and_known() -> None:
 
 def test_traffic_moves_only_after_every_other_step_succeeded() -> None:
     all_steps = steps()
-    before_shift = upstream("shift-traffic", all_steps)
-    assert before_shift == set(all_steps) - {"shift-traffic"}
-    assert "smoke-test" in upstream("shift-traffic", all_steps)
+    before_release = upstream("release", all_steps)
+    assert before_release == set(all_steps) - {"release"}
+    assert "smoke-test" in upstream("release", all_steps)
     assert "deploy-no-traffic" in upstream("smoke-test", all_steps)
     assert "migrate" in upstream("deploy-no-traffic", all_steps)
+    assert {"digest", "wait-turn"} <= upstream("migrate", all_steps)
     assert {"lint-and-test", "audit", "build"} <= upstream("push", all_steps)
+    assert "resolve-image" in upstream("lint-and-test", all_steps)
 
 
 def test_tests_run_against_postgres_and_redis_service_containers() -> None:
@@ -113,7 +115,7 @@ def test_the_image_is_tagged_with_the_commit_and_pushed_to_artifact_registry() -
 def test_migrations_run_as_the_cloud_run_job_on_the_new_image() -> None:
     script = steps()["migrate"]["script"]
     assert 'gcloud run jobs update "$_SERVICE_PREFIX-migrate"' in script
-    assert '--image="$_IMAGE:$COMMIT_SHA"' in script
+    assert '--image="$(cat /workspace/image)"' in script  # the digest, never a tag
     assert re.search(r'gcloud run jobs execute "\$_SERVICE_PREFIX-migrate" .*--wait', script)
     api = (ROOT / "terraform" / "modules" / "api" / "main.tf").read_text()
     assert 'command             = ["python", "-m", "imangor.migrate"]' in api
@@ -124,9 +126,12 @@ def test_every_unit_deploys_without_traffic_from_the_inventory() -> None:
     assert "$(python3 infra/tools/release.py units)" in script
     assert "--no-traffic" in script
     assert '--tag="c-$SHORT_SHA"' in script
-    shift = steps()["shift-traffic"]["script"]
-    assert "$(python3 infra/tools/release.py units)" in shift
-    assert "--to-latest" in shift
+    assert '--image="$(cat /workspace/image)"' in script
+    assert "release.py record" in script  # the split a rollback returns to
+    assert re.search(r'gcloud run services update "\$service" .*--max="\$max"', script)
+    released = steps()["release"]["script"]
+    assert "release.py release" in released and '--tag="c-$SHORT_SHA"' in released
+    assert "--to-latest" not in CLOUDBUILD.read_text()
 
 
 def test_no_unit_name_is_kept_by_hand_in_the_pipeline() -> None:
@@ -222,49 +227,40 @@ def test_release_lists_every_unit_of_the_inventory() -> None:
     assert listed.stdout.split() == sorted(inventory()["units"])
 
 
-def test_release_smoke_checks_health_strictly_and_other_public_units_leniently() -> None:
+def test_release_smoke_checks_health_and_readiness_of_every_public_unit() -> None:
     checks = release.smoke_checks(inventory())
-    assert ("health", "/health", False) in checks and ("health", "/ready", False) in checks
     public = {n for n, u in inventory()["units"].items() if not u["internal"]}
-    assert {unit for unit, _, _ in checks} == public
-    assert all(lenient for unit, _, lenient in checks if unit != "health")
+    assert set(checks) == {(unit, path) for unit in public for path in ("/health", "/ready")}
 
 
 def test_release_builds_smoke_arguments_from_tagged_urls() -> None:
     def describe(name: str) -> dict[str, Any]:
-        return service(
-            name,
-            [
-                {"percent": 100, "revisionName": f"{name}-00001"},
-                {"tag": "c-abc1234", "url": f"https://c-abc1234---{name}-xyz.a.run.app/"},
-            ],
-        )
+        return {
+            "metadata": {"name": name},
+            "status": {
+                "url": f"https://{name}-xyz.a.run.app",
+                "traffic": [
+                    {"percent": 100, "revisionName": f"{name}-00001"},
+                    {"tag": "c-abc1234", "url": f"https://c-abc1234---{name}-xyz.a.run.app/"},
+                ],
+            },
+        }
 
     args = release.smoke_args(inventory(), "imangor-dev", "c-abc1234", describe)
     assert "https://c-abc1234---imangor-dev-health-xyz.a.run.app/health" in args
-    assert "https://c-abc1234---imangor-dev-health-xyz.a.run.app/ready" in args
-    assert "~https://c-abc1234---imangor-dev-docs-xyz.a.run.app/docs" in args
+    assert "https://c-abc1234---imangor-dev-products-xyz.a.run.app/ready" in args
+    assert not [a for a in args if a.startswith("~")]  # every check is strict now
     assert not [a for a in args if "-tasks-" in a or "-cron-" in a]
+    main = release.smoke_args(inventory(), "imangor-dev", None, describe)
+    assert "https://imangor-dev-docs-xyz.a.run.app/ready" in main
     with pytest.raises(LookupError):
         release.tag_url(service("x", [{"tag": "c-old", "url": "https://x"}]), "c-new")
 
 
 def test_release_finds_stale_release_tags() -> None:
     traffic = [{"tag": "c-new"}, {"tag": "c-old"}, {"tag": "c-older"}, {"tag": "keep-me"}, {}]
-    assert release.stale_tags(service("x", traffic), "c-new") == ["c-old", "c-older"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "infra" / "tools" / "release.py"),
-            "stale-tags",
-            "--keep=c-new",
-        ],
-        input=json.dumps(service("x", traffic)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.strip() == "c-old,c-older"
+    assert release.stale_tags(service("x", traffic), ["c-new"]) == ["c-old", "c-older"]
+    assert release.stale_tags(service("x", traffic), ["c-new", "c-old"]) == ["c-older"]
 
 
 # ---- smoke test tool (infra/tools/smoke.py) ----------------------------------------------

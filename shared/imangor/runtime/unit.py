@@ -45,7 +45,7 @@ from imangor.registry import (
     Registry,
     endpoint_from_function,
 )
-from imangor.runtime import startup
+from imangor.runtime import probes, startup
 from imangor.runtime.context import Context
 from imangor.runtime.idempotency import answer_once
 from imangor.runtime.inputs import locate, read_inputs
@@ -158,7 +158,21 @@ class Unit:
         rules = [Rule(e.werkzeug_rule, methods=[e.method], endpoint=e) for e in endpoints]
         return Map(rules, strict_slashes=False, merge_slashes=False)
 
+    @cached_property
+    def _probe_needs(self) -> tuple[str, ...] | None:
+        """The needs /ready checks if this unit answers Cloud Run's probes itself (it has no
+        endpoint of its own at /health or /ready), else None."""
+        own = {e.path for e in self.registry.for_unit(self.name)}
+        if own & set(probes.PATHS):
+            return None
+        return tuple(self.registry.deploys[self.name].needs)
+
     def handle(self, request: Request) -> Response:
+        if (
+            self._probe_needs is not None
+            and (probe := probes.answer(request, self._probe_needs)) is not None
+        ):
+            return probe
         started = time.perf_counter()
         request_id = _request_id(request)
         id_token = request_id_var.set(request_id)

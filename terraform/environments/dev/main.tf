@@ -13,6 +13,7 @@ terraform {
     # (infra/tools/provider-google.txt); move both together.
     google = { source = "hashicorp/google", version = "6.50.0" }
     random = { source = "hashicorp/random", version = "~> 3.7" }
+    time   = { source = "hashicorp/time", version = "~> 0.13" } # waits for IAM and new metrics
   }
 
   backend "gcs" {}
@@ -38,14 +39,21 @@ module "api" {
   inventory = jsondecode(file("${path.module}/../../generated/inventory.json"))
 
   # Small and cheap: one zone, basic Redis, two instances per unit at most.
+  # Sized for a peak of 20 req/s of the capacity model's mix (infra/capacity.py, README
+  # Capacity); tests/infra/test_capacity.py checks these sizes against it.
   max_instances_cap   = 2
   deletion_protection = true
+  # Each public unit on its own run.app URL, as the mission's clients call them (no load
+  # balancer, Cloud Armor or domain to pay for): infra/README.md, Function URLs or one domain.
+  load_balancer = false
+  # No effect without a load balancer; preview is where a WAF starts (infra/README.md).
+  waf_preview = true
   database = {
     tier                 = "db-custom-1-3840"
     availability_type    = "ZONAL"
     disk_size_gb         = 10
-    max_connections      = 100
-    reserved_connections = 10
+    max_connections      = 200
+    reserved_connections = 12
     retained_backups     = 7
   }
   redis = {

@@ -13,6 +13,7 @@ terraform {
     # (infra/tools/provider-google.txt); move both together.
     google = { source = "hashicorp/google", version = "6.50.0" }
     random = { source = "hashicorp/random", version = "~> 3.7" }
+    time   = { source = "hashicorp/time", version = "~> 0.13" } # waits for IAM and new metrics
   }
 
   backend "gcs" {}
@@ -38,14 +39,22 @@ module "api" {
   inventory = jsondecode(file("${path.module}/../../generated/inventory.json"))
 
   # Highly available: regional Cloud SQL with 30 days of backups, replicated Redis.
+  # Sized for a peak of 600 req/s of the capacity model's mix (infra/capacity.py, README
+  # Capacity); tests/infra/test_capacity.py checks these sizes against it.
   max_instances_cap   = 10
   deletion_protection = true
+  # One HTTPS domain behind the load balancer and Cloud Armor (WAF, per-IP bans).
+  load_balancer = true
+  # The OWASP rules log before they block: switch to false once their logs show no false
+  # positives on real traffic (infra/README.md, Cloud Armor). cve-canary always blocks.
+  waf_preview      = true
+  release_approval = true # a person approves each release (gcloud builds approve)
   database = {
     tier                 = "db-custom-4-16384"
     availability_type    = "REGIONAL"
     disk_size_gb         = 20
-    max_connections      = 400
-    reserved_connections = 10
+    max_connections      = 600
+    reserved_connections = 15
     retained_backups     = 30
   }
   redis = {

@@ -9,6 +9,7 @@ terraform {
   required_providers {
     google = { source = "hashicorp/google" }
     random = { source = "hashicorp/random" }
+    time   = { source = "hashicorp/time" }
   }
 }
 
@@ -24,6 +25,15 @@ locals {
   smtp_password_secret_id   = "${local.name_prefix}-smtp-password"
   first_admin_secret_id     = "${local.name_prefix}-first-admin-password"
   jwt_private_key_secret_id = "${local.name_prefix}-jwt-private-key"
+  db_owner_secret_id        = "${local.name_prefix}-db-owner-password"
+  db_owner                  = "imangor_owner"
+
+  # Secret ids handed to the units and jobs come from the secret resources (or, for secrets ops
+  # create at bootstrap, from data sources), never from plain strings: every IAM binding on a
+  # secret then depends on the secret existing.
+  first_admin_secret   = one(google_secret_manager_secret.first_admin_password[*].secret_id)
+  smtp_password_secret = one(data.google_secret_manager_secret.smtp_password[*].secret_id)
+  jwt_private_secret   = one(data.google_secret_manager_secret.jwt_private_key[*].secret_id)
 
   units        = module.registry.units
   public_units = { for name, unit in local.units : name => unit if !unit.internal }
@@ -39,16 +49,20 @@ module "registry" {
   name_prefix       = local.name_prefix
   max_instances_cap = var.max_instances_cap
 
+  behind_load_balancer = var.load_balancer
+
   platform = {
     instance_connection_name    = module.database.connection_name
     database_name               = module.database.database_name
     bucket                      = module.storage.bucket
     secret_key_secret           = google_secret_manager_secret.secret_key.secret_id
     redis_url_secret            = module.redis.url_secret_id
-    first_admin_password_secret = local.first_admin_secret_id
+    first_admin_password_secret = local.first_admin_secret
+    db_owner                    = local.db_owner
+    db_owner_password_secret    = google_secret_manager_secret.db_owner_password.secret_id
     first_admin_email           = var.site.first_admin_email
     mail                        = var.site.mail
-    smtp_password_secret        = local.smtp_password_secret_id
+    smtp_password_secret        = local.smtp_password_secret
     tasks_invoker_email         = module.tasks.invoker_email
     scheduler_email             = module.scheduler.service_account_email
     cors_origins                = var.site.cors_origins
@@ -58,7 +72,7 @@ module "registry" {
       algorithm          = var.jwt.algorithm
       key_id             = var.jwt.key_id
       public_keys        = var.jwt.public_keys
-      private_key_secret = local.jwt_private_key_secret_id
+      private_key_secret = local.jwt_private_secret
     }
   }
 }
@@ -76,20 +90,21 @@ module "network" {
 module "database" {
   source = "../database"
 
-  project_id           = var.site.project_id
-  region               = var.site.region
-  name                 = "${local.name_prefix}-pg"
-  network_id           = module.network.network_id
-  allocated_ip_range   = module.network.private_services_range
-  tier                 = var.database.tier
-  availability_type    = var.database.availability_type
-  disk_size_gb         = var.database.disk_size_gb
-  max_connections      = var.database.max_connections
-  reserved_connections = var.database.reserved_connections
-  retained_backups     = var.database.retained_backups
-  connection_demand    = module.registry.connection_demand
-  deletion_protection  = var.deletion_protection
-  labels               = local.labels
+  project_id                = var.site.project_id
+  region                    = var.site.region
+  name                      = "${local.name_prefix}-pg"
+  network_id                = module.network.network_id
+  allocated_ip_range        = module.network.private_services_range
+  tier                      = var.database.tier
+  availability_type         = var.database.availability_type
+  disk_size_gb              = var.database.disk_size_gb
+  max_connections           = var.database.max_connections
+  reserved_connections      = var.database.reserved_connections
+  retained_backups          = var.database.retained_backups
+  connection_demand         = module.registry.connection_demand
+  rollout_connection_demand = module.registry.rollout_connection_demand
+  deletion_protection       = var.deletion_protection
+  labels                    = local.labels
 
   depends_on = [module.network] # private service access must exist first
 }
@@ -144,6 +159,12 @@ resource "google_secret_manager_secret_version" "secret_key" {
   secret_data_wo_version = var.secret_key_version
   # A rotated-out key is disabled, not destroyed: re-enable it to roll back.
   deletion_policy = "DISABLE"
+
+  # Rotation writes the new version before the old one is disabled: `latest` always names
+  # an enabled key (destroy-then-create left a moment where new instances could not start).
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 # The first admin's password (only when first_admin_email is set); read it once with
@@ -171,30 +192,22 @@ resource "google_secret_manager_secret_version" "first_admin_password" {
   secret_data_wo_version = 1
 }
 
-# The SMTP relay's password (SMTP_PASSWORD of the units that send mail). Its version is added
-# by hand (infra/README.md), so the password never enters the state.
-resource "google_secret_manager_secret" "smtp_password" {
+# Secrets only ops know (the SMTP relay's password, an RS256/ES256 signing key) are created,
+# with their first version, by the bootstrap before the apply that first mounts them
+# (infra/README.md, "Secrets ops supply"): a revision that mounts `latest` of a secret
+# without a version never starts. Terraform reads only their metadata (never a payload, so
+# nothing reaches the state) and grants access to them; a missing one stops the plan with
+# "secret not found" before anything is created.
+data "google_secret_manager_secret" "smtp_password" {
   count     = var.site.mail == null ? 0 : 1
   project   = var.site.project_id
   secret_id = local.smtp_password_secret_id
-  labels    = local.labels
-
-  replication {
-    auto {}
-  }
 }
 
-# RS256/ES256 signing key (JWT_PRIVATE_KEY), only once jwt.algorithm leaves HS256. Its versions
-# are added by hand (infra/README.md, rotating the JWT key), so the key never enters the state.
-resource "google_secret_manager_secret" "jwt_private_key" {
+data "google_secret_manager_secret" "jwt_private_key" {
   count     = var.jwt.algorithm == "HS256" ? 0 : 1
   project   = var.site.project_id
   secret_id = local.jwt_private_key_secret_id
-  labels    = local.labels
-
-  replication {
-    auto {}
-  }
 }
 
 # ---- Container images and delivery identity ---------------------------------------------
@@ -256,8 +269,11 @@ resource "google_service_account" "deployer" {
   description  = "Runs cloudbuild.yaml: pushes images, runs the migration and smoke jobs, deploys revisions."
 }
 
+# run.developer: revisions, traffic, jobs; logWriter: the build's logs; builds.viewer: a
+# release waits for older builds of the environment (one at a time); monitoring.viewer: it
+# reads the new revisions' 5xx ratio before keeping them.
 resource "google_project_iam_member" "deployer" {
-  for_each = toset(["roles/run.developer", "roles/logging.logWriter"])
+  for_each = toset(["roles/run.developer", "roles/logging.logWriter", "roles/cloudbuild.builds.viewer", "roles/monitoring.viewer"])
   project  = var.site.project_id
   role     = each.value
   member   = "serviceAccount:${google_service_account.deployer.email}"
@@ -270,6 +286,47 @@ resource "google_artifact_registry_repository_iam_member" "deployer_push" {
   repository = each.value
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+# Other environments' deployers that promote this one's digests (dev: prod's) may read them.
+resource "google_artifact_registry_repository_iam_member" "readers" {
+  for_each   = toset(var.site.image_readers)
+  project    = var.site.project_id
+  location   = var.site.region
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.reader"
+  member     = each.value
+}
+
+# Pushes to the branch run cloudbuild.yaml as the deployer. In prod the build waits for an
+# approver (`gcloud builds approve`) and deploys the digest dev built and tested.
+resource "google_cloudbuild_trigger" "release" {
+  count              = var.site.release == null ? 0 : 1
+  project            = var.site.project_id
+  location           = "global"
+  name               = "${local.name_prefix}-release"
+  description        = "Imangor ${var.environment} release: cloudbuild.yaml on every push to ${var.site.release.branch}."
+  filename           = "cloudbuild.yaml"
+  service_account    = google_service_account.deployer.id
+  include_build_logs = "INCLUDE_BUILD_LOGS_WITH_STATUS"
+
+  github {
+    owner = var.site.release.github_owner
+    name  = var.site.release.github_repo
+    push {
+      branch = "^${var.site.release.branch}$"
+    }
+  }
+
+  substitutions = {
+    _ENV          = var.environment
+    _REGION       = var.site.region
+    _PROMOTE_FROM = var.site.release.promote_from
+  }
+
+  approval_config {
+    approval_required = var.release_approval
+  }
 }
 
 # ---- Background work ----------------------------------------------------------------------
@@ -330,7 +387,7 @@ module "migrate" {
   name                = "migrate"
   job_name            = "${local.name_prefix}-migrate"
   account_id          = module.registry.migrate.account_id
-  description         = "Runs python -m imangor.migrate; owns the schema (see infra/README.md, bootstrap)."
+  description         = "Runs python -m imangor.migrate as the schema's owner (a built-in database user)."
   image               = var.image
   command             = ["python", "-m", "imangor.migrate"]
   env                 = module.registry.migrate.env
@@ -342,14 +399,25 @@ module "migrate" {
   deletion_protection = var.deletion_protection
   labels              = local.labels
 
-  depends_on = [google_secret_manager_secret_version.secret_key, google_secret_manager_secret_version.first_admin_password]
+  depends_on = [
+    google_secret_manager_secret_version.secret_key,
+    google_secret_manager_secret_version.first_admin_password,
+    google_secret_manager_secret_version.db_owner_password,
+    google_sql_user.owner,
+  ]
 }
 
+# The migration job connects (through the Cloud SQL connector) as the schema's owner, a
+# built-in user: Cloud SQL makes built-in users members of cloudsqlsuperuser, which may
+# create the schema's tables in the database Terraform made, CREATE EXTENSION pgaudit and
+# grant the units' IAM users their table rights; each release's migration job re-asserts
+# all of it (imangor.migrate), so no one ever connects by hand. Its password is generated at
+# apply and written write-only to the user and to the secret only the job reads: never in
+# state. Bump db_owner_password_version to rotate (the next release reads the new one).
 resource "google_project_iam_member" "migrate_sql" {
-  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
-  project  = var.site.project_id
-  role     = each.value
-  member   = "serviceAccount:${module.migrate.service_account_email}"
+  project = var.site.project_id
+  role    = "roles/cloudsql.client"
+  member  = "serviceAccount:${module.migrate.service_account_email}"
 
   condition {
     title       = "only-${module.database.instance_name}"
@@ -358,12 +426,41 @@ resource "google_project_iam_member" "migrate_sql" {
   }
 }
 
-resource "google_sql_user" "migrate" {
-  project         = var.site.project_id
-  instance        = module.database.instance_name
-  name            = trimsuffix(module.migrate.service_account_email, ".gserviceaccount.com")
-  type            = "CLOUD_IAM_SERVICE_ACCOUNT"
+ephemeral "random_password" "db_owner" {
+  length  = 40
+  special = false
+}
+
+resource "google_sql_user" "owner" {
+  project             = var.site.project_id
+  instance            = module.database.instance_name
+  name                = local.db_owner
+  type                = "BUILT_IN"
+  password_wo         = ephemeral.random_password.db_owner.result
+  password_wo_version = var.db_owner_password_version
+  # It owns every table: never dropped by Terraform.
   deletion_policy = "ABANDON"
+}
+
+resource "google_secret_manager_secret" "db_owner_password" {
+  project   = var.site.project_id
+  secret_id = local.db_owner_secret_id
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+}
+
+resource "google_secret_manager_secret_version" "db_owner_password" {
+  secret                 = google_secret_manager_secret.db_owner_password.id
+  secret_data_wo         = ephemeral.random_password.db_owner.result
+  secret_data_wo_version = var.db_owner_password_version
+  deletion_policy        = "DISABLE"
+
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 # Runs infra/tools/smoke.py against the tagged, traffic-less revisions of a release. Its
@@ -391,8 +488,11 @@ module "smoke" {
 
 # ---- The API domain -----------------------------------------------------------------------
 
+# Without it (load_balancer = false) each public unit answers on its own run.app URL:
+# infra/README.md, "Function URLs or one domain", says what each mode costs and protects.
 module "load_balancer" {
   source = "../load_balancer"
+  count  = var.load_balancer ? 1 : 0
 
   project_id            = var.site.project_id
   region                = var.site.region
@@ -414,6 +514,7 @@ module "monitoring" {
   sql_instance    = module.database.instance_name
   max_connections = var.database.max_connections
   redis_instance  = module.redis.instance_name
-  forwarding_rule = module.load_balancer.forwarding_rule
+  forwarding_rule = try(module.load_balancer[0].forwarding_rule, "")
+  uptime_host     = var.load_balancer ? var.site.domain : trimprefix(module.registry.units["health"].url, "https://")
   alert_emails    = var.site.alert_emails
 }

@@ -14,18 +14,23 @@ output "service_accounts" {
 }
 
 output "api_domain" {
-  description = "The API's domain."
-  value       = var.site.domain
+  description = "The API's domain (null without a load balancer: clients use endpoints)."
+  value       = var.load_balancer ? var.site.domain : null
 }
 
 output "api_url" {
-  description = "Base URL clients use."
-  value       = "https://${var.site.domain}"
+  description = "Base URL clients use with a load balancer (null without one: see endpoints)."
+  value       = var.load_balancer ? "https://${var.site.domain}" : null
+}
+
+output "endpoints" {
+  description = "Each public path prefix (/items, /auth, ...) with the URL to call: the API domain with a load balancer, else the unit's own run.app URL."
+  value       = { for prefix, url in module.registry.endpoints : prefix => var.load_balancer ? "https://${var.site.domain}" : url }
 }
 
 output "load_balancer_ip" {
-  description = "Point the domain's A record here; the certificate provisions once it resolves."
-  value       = module.load_balancer.ip_address
+  description = "Point the domain's A record here; the certificate provisions once it resolves (null without a load balancer)."
+  value       = one(module.load_balancer[*].ip_address)
 }
 
 output "sql_connection_name" {
@@ -84,9 +89,16 @@ output "scheduler_jobs" {
 }
 
 output "connection_budget" {
-  description = "Connections the units may open against what max_connections leaves after the reserve."
+  description = "Database connections: the units' demand at their max instances and during a release, against what max_connections minus the reserve allows and the 25% of it kept free."
   value = {
-    demand    = module.registry.connection_demand
-    available = var.database.max_connections - var.database.reserved_connections
+    demand         = module.registry.connection_demand
+    rollout_demand = module.registry.rollout_connection_demand
+    available      = var.database.max_connections - var.database.reserved_connections
+    allowed        = floor((var.database.max_connections - var.database.reserved_connections) * 0.75)
   }
+}
+
+output "release_trigger" {
+  description = "Cloud Build trigger of releases (empty without site.release); prod's waits for an approval."
+  value       = one(google_cloudbuild_trigger.release[*].name)
 }

@@ -14,6 +14,11 @@ variable "site" {
     generated into Secret Manager; empty: none) and mail (the SMTP relay the tasks unit sends
     password-reset mail through; its password goes into the <prefix>-smtp-password secret by
     hand). Without mail the tasks unit refuses to start: production never logs mail.
+    release (optional): the GitHub repository (connected to Cloud Build once, by hand) whose
+    pushes to `branch` run cloudbuild.yaml here as the deployer; promote_from, for prod, is
+    dev's image path (its image_repository output plus /api): prod then deploys the digests
+    dev built and tested, never builds its own. image_readers: accounts of other
+    environments allowed to pull this one's images (dev: prod's deployer).
   EOT
   type = object({
     project_id        = string
@@ -29,6 +34,13 @@ variable "site" {
       from      = string
       reset_url = string
     }))
+    release = optional(object({
+      github_owner = string
+      github_repo  = string
+      branch       = optional(string, "main")
+      promote_from = optional(string, "")
+    }))
+    image_readers = optional(list(string), [])
   })
 
   validation {
@@ -52,6 +64,11 @@ variable "site" {
     error_message = "site.alert_emails must be e-mail addresses."
   }
   validation {
+    # Every alert notifies these addresses: none would silence them all.
+    condition     = var.environment != "prod" || length(var.site.alert_emails) > 0
+    error_message = "site.alert_emails: prod needs at least one address, or no alert reaches anyone."
+  }
+  validation {
     # A conditional, not ||: Terraform evaluates both sides of || even when the left is true.
     condition = var.site.mail == null ? true : (
       can(regex("^[a-z0-9.-]+$", var.site.mail.smtp_host)) &&
@@ -64,6 +81,19 @@ variable "site" {
   validation {
     condition     = var.site.mail == null ? true : can(regex("^https://", var.site.mail.reset_url))
     error_message = "site.mail.reset_url must be an https URL (the page that takes ?token=...)."
+  }
+  validation {
+    condition = var.site.release == null ? true : (
+      can(regex("^[A-Za-z0-9-]+$", var.site.release.github_owner)) &&
+      can(regex("^[A-Za-z0-9._-]+$", var.site.release.github_repo)) &&
+      can(regex("^[A-Za-z0-9._/-]+$", var.site.release.branch)) &&
+      (var.site.release.promote_from == "" || can(regex("^[a-z0-9-]+-docker\\.pkg\\.dev/[a-z][a-z0-9-]+/[a-z0-9-]+/[a-z0-9-]+$", var.site.release.promote_from)))
+    )
+    error_message = "site.release needs a GitHub owner, repository and branch; promote_from is empty or an Artifact Registry image path (REGION-docker.pkg.dev/PROJECT/imangor/api)."
+  }
+  validation {
+    condition     = alltrue([for m in var.site.image_readers : can(regex("^serviceAccount:[a-z0-9-]+@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", m))])
+    error_message = "site.image_readers must be serviceAccount:NAME@PROJECT.iam.gserviceaccount.com members."
   }
   validation {
     condition     = var.site.first_admin_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.site.first_admin_email))
@@ -117,6 +147,11 @@ variable "redis" {
     memory_size_gb = optional(number, 1)
   })
   default = {}
+}
+
+variable "load_balancer" {
+  description = "One HTTPS domain behind the external load balancer with Cloud Armor (true), or each public unit on its own run.app URL (false); each environment commits its choice (infra/README.md, Function URLs or one domain)."
+  type        = bool
 }
 
 variable "deletion_protection" {
@@ -192,9 +227,8 @@ variable "secret_key_version" {
 }
 
 variable "waf_preview" {
-  description = "Let the Cloud Armor WAF rules only log (to tune them) instead of blocking."
+  description = "Let the OWASP WAF rules only log (a new environment starts so, to tune them on real traffic) instead of blocking; each environment commits its choice (infra/README.md, Cloud Armor). cve-canary always blocks."
   type        = bool
-  default     = false
 }
 
 variable "rate_limit_per_minute" {
@@ -205,5 +239,27 @@ variable "rate_limit_per_minute" {
   validation {
     condition     = var.rate_limit_per_minute >= 10
     error_message = "rate_limit_per_minute must be at least 10."
+  }
+}
+
+variable "release_approval" {
+  description = "Builds of the release trigger wait for an approver (gcloud builds approve) before they run. Required in prod."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.environment != "prod" || var.release_approval
+    error_message = "prod releases need an approval: set release_approval = true."
+  }
+}
+
+variable "db_owner_password_version" {
+  description = "Bump to rotate the schema owner's database password (generated, write-only: never in state)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.db_owner_password_version >= 1 && floor(var.db_owner_password_version) == var.db_owner_password_version
+    error_message = "db_owner_password_version must be a positive integer."
   }
 }

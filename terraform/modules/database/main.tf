@@ -26,6 +26,11 @@ resource "google_sql_database_instance" "main" {
     disk_autoresize_limit       = var.disk_autoresize_limit_gb
     deletion_protection_enabled = var.deletion_protection # the API refuses to delete it
     user_labels                 = var.labels
+    # Backups outlive the instance: a deletion (deliberate or not) keeps its last backups.
+    retain_backups_on_delete = true
+    # Only the Cloud SQL connectors (which the units and jobs use) may connect: no direct
+    # private-IP client, even inside the VPC, without IAM's cloudsql.instances.connect.
+    connector_enforcement = "REQUIRED"
 
     ip_configuration {
       ipv4_enabled       = false
@@ -61,6 +66,7 @@ resource "google_sql_database_instance" "main" {
     }
 
     # The connection budget (see the precondition below) is checked against this flag.
+    # PostgreSQL keeps superuser_reserved_connections (3) of it for Cloud SQL's own agent.
     database_flags {
       name  = "max_connections"
       value = tostring(var.max_connections)
@@ -69,7 +75,8 @@ resource "google_sql_database_instance" "main" {
       name  = "cloudsql.iam_authentication"
       value = "on"
     }
-    # Logging as the CIS benchmark asks; Query Insights covers slow statements.
+    # Logging as the CIS benchmark asks; Query Insights covers slow statements. pgAudit also
+    # needs its extension in the database: the migration job creates it (imangor.migrate).
     database_flags {
       name  = "cloudsql.enable_pgaudit"
       value = "on"
@@ -121,9 +128,12 @@ resource "google_sql_database_instance" "main" {
   }
 
   lifecycle {
+    # The connection budget: every unit at its max instances, during a release too, leaves
+    # `connection_headroom` (at least a quarter) of what max_connections minus the reserve
+    # allows unused, for Cloud Run briefly exceeding its maximum and for what lingers.
     precondition {
-      condition     = var.connection_demand <= var.max_connections - var.reserved_connections
-      error_message = "The units may open ${var.connection_demand} connections (sum of max_instances x (pool_size + max_overflow)) but max_connections - reserve is ${var.max_connections - var.reserved_connections}: lower max_instances or the pool, or raise max_connections."
+      condition     = var.rollout_connection_demand <= floor((var.max_connections - var.reserved_connections) * (1 - var.connection_headroom))
+      error_message = "The units may open ${var.rollout_connection_demand} connections during a release (${var.connection_demand} at their max instances, plus one instance per unit being smoke-tested), more than ${floor((var.max_connections - var.reserved_connections) * (1 - var.connection_headroom))}: ${(1 - var.connection_headroom) * 100}% of max_connections ${var.max_connections} minus the reserve ${var.reserved_connections}. Lower max_instances or the pool, or raise max_connections (and the tier)."
     }
   }
 }

@@ -83,18 +83,34 @@ variable "max_connections" {
 }
 
 variable "reserved_connections" {
-  description = "Connections kept free for migrations, admins and maintenance."
+  description = "Connections no unit may count on: PostgreSQL's superuser_reserved_connections (3, Cloud SQL's agent), the migration job (1), Query Insights and an operator's session."
   type        = number
   default     = 10
 
   validation {
-    condition     = var.reserved_connections >= 5
-    error_message = "Keep at least 5 connections in reserve."
+    condition     = var.reserved_connections >= 10
+    error_message = "Keep at least 10 connections in reserve (3 superuser slots, the migration job, operators)."
+  }
+}
+
+variable "connection_headroom" {
+  description = "Share of max_connections minus the reserve that must stay unused with every unit at its max instances, during a release too (Cloud Run may briefly exceed a maximum)."
+  type        = number
+  default     = 0.25
+
+  validation {
+    condition     = var.connection_headroom >= 0.25 && var.connection_headroom < 1
+    error_message = "connection_headroom must be at least 0.25."
   }
 }
 
 variable "connection_demand" {
-  description = "Most connections the units may open together (from the registry module)."
+  description = "Most connections the units may open together at their max instances (from the registry module)."
+  type        = number
+}
+
+variable "rollout_connection_demand" {
+  description = "The same during a release: plus one tagged, traffic-less instance per database unit (from the registry module)."
   type        = number
 }
 

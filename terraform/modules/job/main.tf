@@ -4,6 +4,7 @@
 terraform {
   required_providers {
     google = { source = "hashicorp/google" }
+    time   = { source = "hashicorp/time" }
   }
 }
 
@@ -79,7 +80,16 @@ resource "google_cloud_run_v2_job" "job" {
     ignore_changes = [client, client_version, template[0].template[0].containers[0].image]
   }
 
-  depends_on = [google_secret_manager_secret_iam_member.env]
+  # Its secrets must be readable (grants propagated) when the job is created and run.
+  depends_on = [time_sleep.iam_propagation]
+}
+
+# See modules/unit: IAM grants take a minute or more to propagate.
+resource "time_sleep" "iam_propagation" {
+  create_duration = var.iam_propagation_wait
+  triggers = {
+    grants = sha1(jsonencode([for g in google_secret_manager_secret_iam_member.env : g.id]))
+  }
 }
 
 resource "google_secret_manager_secret_iam_member" "env" {

@@ -115,3 +115,14 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "iam_propagation_wait" {
+  description = "How long the job waits after its secret grants change (IAM propagation), e.g. 60s."
+  type        = string
+  default     = "90s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.iam_propagation_wait))
+    error_message = "iam_propagation_wait must be a number of seconds such as 90s."
+  }
+}

@@ -42,10 +42,64 @@ resource "google_compute_backend_service" "unit" {
   }
 }
 
+# Paths no unit claims (scanners, typos, the bare IP) get a static 404 problem document from
+# a bucket: they cost no Cloud Run instance, cannot starve the health unit (the uptime check's
+# target) and never reach the API code. Its one object is written here; anyone may read it
+# (objects only, no listing), nobody but Terraform may write it.
+resource "google_storage_bucket" "not_found" {
+  #checkov:skip=CKV_GCP_114:Public read of its one static object is the point (see the comment above)
+  #checkov:skip=CKV_GCP_62:Only a static 404 document; the load balancer already logs every request
+  project                     = var.project_id
+  name                        = "${var.project_id}-${var.name_prefix}-not-found"
+  location                    = var.region
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "inherited"
+  force_destroy               = true # holds only what Terraform writes below
+
+  versioning {
+    enabled = true
+  }
+
+  website {
+    not_found_page = google_storage_bucket_object.not_found.name
+  }
+}
+
+resource "google_storage_bucket_object" "not_found" {
+  bucket        = google_storage_bucket.not_found.name
+  name          = "404.json"
+  content_type  = "application/problem+json"
+  cache_control = "public, max-age=300"
+  content = jsonencode({
+    type   = "about:blank"
+    title  = "Not Found"
+    status = 404
+    detail = "No endpoint at this path. The API's paths are listed at /openapi.json."
+  })
+}
+
+# objects.get only (no objects.list, unlike objectViewer): the 404 document is readable, the
+# bucket's contents cannot be listed.
+resource "google_storage_bucket_iam_member" "not_found_public" {
+  #checkov:skip=CKV_GCP_28:objects.get on one static 404 document that only Terraform writes
+  bucket = google_storage_bucket.not_found.name
+  role   = "roles/storage.legacyObjectReader"
+  member = "allUsers"
+}
+
+resource "google_compute_backend_bucket" "not_found" {
+  project     = var.project_id
+  name        = "${var.name_prefix}-not-found"
+  bucket_name = google_storage_bucket.not_found.name
+  description = "Static 404 for paths no unit serves."
+  enable_cdn  = false
+}
+
 resource "google_compute_url_map" "api" {
   project         = var.project_id
   name            = "${var.name_prefix}-api"
-  default_service = google_compute_backend_service.unit[var.default_unit].id
+  default_service = google_compute_backend_bucket.not_found.id
 
   host_rule {
     hosts        = [var.domain]
@@ -54,7 +108,17 @@ resource "google_compute_url_map" "api" {
 
   path_matcher {
     name            = "units"
-    default_service = google_compute_backend_service.unit[var.default_unit].id
+    default_service = google_compute_backend_bucket.not_found.id
+
+    # The bare domain points people at the documentation.
+    path_rule {
+      paths = ["/"]
+      url_redirect {
+        path_redirect          = "/docs"
+        redirect_response_code = "FOUND"
+        strip_query            = true
+      }
+    }
 
     # From the registry: each path prefix P of a unit gives the rules P and P/*.
     dynamic "path_rule" {

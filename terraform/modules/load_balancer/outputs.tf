@@ -17,3 +17,8 @@ output "security_policy" {
   description = "Name of the Cloud Armor policy."
   value       = google_compute_security_policy.api.name
 }
+
+output "not_found_bucket" {
+  description = "Bucket whose 404 document answers every path no unit serves."
+  value       = google_storage_bucket.not_found.name
+}

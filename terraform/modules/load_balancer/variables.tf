@@ -33,12 +33,6 @@ variable "units" {
   }
 }
 
-variable "default_unit" {
-  description = "Unit that answers paths no rule matches (404 problem documents)."
-  type        = string
-  default     = "health"
-}
-
 variable "waf_preview" {
   description = "Log what the WAF rules would block without blocking (to tune them)."
   type        = bool

@@ -19,7 +19,12 @@ variable "name_prefix" {
 }
 
 variable "domain" {
-  description = "The API's domain, probed by the uptime check."
+  description = "The API's domain (documentation links)."
+  type        = string
+}
+
+variable "uptime_host" {
+  description = "Host the uptime check calls /health on: the API domain, or the health unit's run.app host without a load balancer."
   type        = string
 }
 
@@ -39,12 +44,13 @@ variable "redis_instance" {
 }
 
 variable "forwarding_rule" {
-  description = "Name of the load balancer's HTTPS forwarding rule."
+  description = "Name of the load balancer's HTTPS forwarding rule (empty without a load balancer: no edge alert)."
   type        = string
+  default     = ""
 }
 
 variable "alert_emails" {
-  description = "Addresses notified by every alert policy."
+  description = "Addresses notified by every alert policy (modules/api refuses an empty list in prod: alerts would reach nobody)."
   type        = list(string)
   default     = []
 }
@@ -82,4 +88,33 @@ variable "redis_memory_threshold" {
   description = "Redis memory usage ratio (0-1) that alerts."
   type        = number
   default     = 0.8
+}
+
+variable "log_metric_wait" {
+  description = "Wait between creating a log-based metric and the alerts on it (Cloud Monitoring takes up to 10 minutes to accept it)."
+  type        = string
+  default     = "600s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.log_metric_wait))
+    error_message = "log_metric_wait must be a number of seconds such as 600s."
+  }
+}
+
+variable "queue_depth_threshold" {
+  description = "Tasks waiting in one queue, for 10 minutes, that alert."
+  type        = number
+  default     = 1000
+}
+
+variable "task_delay_threshold_s" {
+  description = "p99 delay, in seconds, of task attempts behind their schedule that alerts."
+  type        = number
+  default     = 300
+}
+
+variable "sql_disk_threshold" {
+  description = "Cloud SQL disk utilization (0-1) that alerts."
+  type        = number
+  default     = 0.85
 }

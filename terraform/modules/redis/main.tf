@@ -28,6 +28,13 @@ resource "google_redis_instance" "cache" {
     "maxmemory-policy" = "allkeys-lru"
   }
 
+  # Replacing it (a tier or network change forces that) drops every cached key and rate-limit
+  # counter and changes its address and AUTH string under running instances: a plan that
+  # would do so stops here. Remove this line to replace or destroy it on purpose.
+  lifecycle {
+    prevent_destroy = true
+  }
+
   maintenance_policy {
     weekly_maintenance_window {
       day = var.maintenance_day
@@ -65,9 +72,17 @@ resource "google_secret_manager_secret" "auth" {
   }
 }
 
+# The versions are written write-only, so their values are not copied into the state again.
+# (The instance's auth_string is: the provider records it; see infra/README.md.) Their
+# version numbers follow a hash of the value, so a new AUTH string or CA writes a new one.
 resource "google_secret_manager_secret_version" "auth" {
-  secret      = google_secret_manager_secret.auth.id
-  secret_data = google_redis_instance.cache.auth_string
+  secret                 = google_secret_manager_secret.auth.id
+  secret_data_wo         = google_redis_instance.cache.auth_string
+  secret_data_wo_version = parseint(substr(sha256(google_redis_instance.cache.auth_string), 0, 8), 16)
+
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "google_secret_manager_secret" "url" {
@@ -81,8 +96,9 @@ resource "google_secret_manager_secret" "url" {
 }
 
 resource "google_secret_manager_secret_version" "url" {
-  secret      = google_secret_manager_secret.url.id
-  secret_data = local.url
+  secret                 = google_secret_manager_secret.url.id
+  secret_data_wo         = local.url
+  secret_data_wo_version = parseint(substr(sha256(local.url), 0, 8), 16)
   # A new AUTH string or CA writes a new version before the old one goes.
   lifecycle {
     create_before_destroy = true

@@ -7,7 +7,11 @@ locals {
   units = var.inventory.units
   pool  = var.inventory.database_pool
 
-  connections_per_instance = local.pool.pool_size + local.pool.max_overflow
+  # Connections one instance of a unit may open: its pool (one per request thread, from the
+  # inventory) plus the overflow (0: an overflow connection is opened and closed per use).
+  connections_per_instance = {
+    for name, unit in local.units : name => contains(unit.needs, "database") ? unit.pool_size + local.pool.max_overflow : 0
+  }
 
   # Cloud Run's deterministic URL (https://SERVICE-PROJECT_NUMBER.REGION.run.app) is known
   # before the service exists, so no unit waits on another (e.g. for the tasks target URL).
@@ -47,7 +51,6 @@ locals {
     DB_NAME                  = var.platform.database_name
     DB_IAM_AUTH              = "true"
     DB_IP_TYPE               = "private"
-    DB_POOL_SIZE             = tostring(local.pool.pool_size)
     DB_MAX_OVERFLOW          = tostring(local.pool.max_overflow)
   }
   tasks_env = {
@@ -70,13 +73,17 @@ locals {
 
   deploy = {
     for name, unit in local.units : name => {
-      service_name  = local.service_names[name]
-      account_id    = local.service_names[name]
-      email         = local.emails[name]
-      url           = local.urls[name]
-      needs         = sort(unit.needs)
-      internal      = unit.internal
-      ingress       = unit.internal ? "INGRESS_TRAFFIC_INTERNAL_ONLY" : "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+      service_name = local.service_names[name]
+      account_id   = local.service_names[name]
+      email        = local.emails[name]
+      url          = local.urls[name]
+      needs        = sort(unit.needs)
+      internal     = unit.internal
+      # Internal units: Google-internal callers only. Public units: the load balancer (and the
+      # VPC) only, or, without a load balancer, the internet on their own run.app URL.
+      ingress = unit.internal ? "INGRESS_TRAFFIC_INTERNAL_ONLY" : (
+        var.behind_load_balancer ? "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" : "INGRESS_TRAFFIC_ALL"
+      )
       audiences     = unit.internal ? [local.oidc_audience] : []
       cpu           = unit.cpu
       memory        = unit.memory
@@ -90,12 +97,15 @@ locals {
         local.common_env,
         {
           FUNCTION_TARGET = name
-          # functions-framework's gunicorn threads: one per concurrent request Cloud Run sends,
-          # and the database pool holds one connection per thread (no churn, no waiting).
-          THREADS = tostring(unit.concurrency)
+          # functions-framework's gunicorn threads: one per concurrent request Cloud Run sends
+          # (the database pool holds one connection for each: no churn, no waiting), plus one
+          # spare, so that Cloud Run's liveness probe (GET /health, no database) is answered
+          # even while every request thread is busy and the instance is not restarted for it.
+          THREADS = tostring(unit.concurrency + 1)
           # X-Forwarded-For entries added by our own proxies: LB + Cloud Run front end, or
-          # only the front end for units that Cloud Tasks / Scheduler call directly.
-          FORWARDED_HOPS = unit.internal ? "1" : "2"
+          # only the front end for units called on their own URL (Cloud Tasks / Scheduler,
+          # or every client when there is no load balancer).
+          FORWARDED_HOPS = !unit.internal && var.behind_load_balancer ? "2" : "1"
         },
         unit.internal ? {
           OIDC_AUDIENCE         = local.oidc_audience
@@ -104,7 +114,10 @@ locals {
         contains(unit.needs, "database") ? merge(
           local.database_env,
           local.jwt_env,
-          { DB_USER = trimsuffix(local.emails[name], ".gserviceaccount.com") },
+          {
+            DB_USER      = trimsuffix(local.emails[name], ".gserviceaccount.com")
+            DB_POOL_SIZE = tostring(unit.pool_size)
+          },
         ) : {},
         contains(unit.needs, "tasks") ? local.tasks_env : {},
         contains(unit.needs, "mail") && var.platform.mail != null ? {
@@ -139,11 +152,13 @@ locals {
       local.common_env,
       local.database_env,
       local.jwt_env,
-      { DB_USER = "${local.migrate_account_id}@${var.project_id}.iam" },
+      # The schema's owner, a built-in user with a password (see modules/api), in one
+      # session: one connection, counted in the reserve.
+      { DB_USER = var.platform.db_owner, DB_IAM_AUTH = "false", DB_POOL_SIZE = "1" },
       var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_EMAIL = var.platform.first_admin_email },
     )
     secrets = merge(
-      { SECRET_KEY = var.platform.secret_key_secret },
+      { SECRET_KEY = var.platform.secret_key_secret, DB_PASSWORD = var.platform.db_owner_password_secret },
       var.platform.jwt.algorithm == "HS256" ? {} : { JWT_PRIVATE_KEY = var.platform.jwt.private_key_secret },
       var.platform.first_admin_email == "" ? {} : { FIRST_ADMIN_PASSWORD = var.platform.first_admin_password_secret },
     )
@@ -162,6 +177,14 @@ locals {
     }
   }
 
+  # Where clients reach each public path prefix: the API domain (the load balancer routes
+  # it) or the owning unit's own URL.
+  endpoints = merge([
+    for name, unit in local.units : {
+      for prefix in unit.paths : prefix => local.urls[name]
+    } if !unit.internal
+  ]...)
+
   schedules = {
     for name, s in var.inventory.schedules : name => {
       schedule  = s.schedule
@@ -171,6 +194,12 @@ locals {
     }
   }
 
-  database_units    = { for name, unit in local.units : name => unit if contains(unit.needs, "database") }
-  connection_demand = sum(concat([0], [for name, _ in local.database_units : local.max_instances[name] * local.connections_per_instance]))
+  # The connection budget (checked against max_connections by the database module and by
+  # tests/infra/test_terraform.py). Steady: every unit at its max instances, which the release
+  # sets at the service level, shared by all revisions that carry traffic, old and new
+  # alike. A rollout adds, per unit, the one instance of the tagged, traffic-less revision
+  # that `gcloud run deploy` starts and the smoke test calls: tagged revisions outside the
+  # traffic split do not count toward the service-level maximum.
+  connection_demand         = sum(concat([0], [for name, n in local.connections_per_instance : local.max_instances[name] * n]))
+  rollout_connection_demand = local.connection_demand + sum(concat([0], values(local.connections_per_instance)))
 }

@@ -39,11 +39,21 @@ output "oidc_audience" {
 }
 
 output "connections_per_instance" {
-  description = "Database connections one instance may open: pool_size + max_overflow."
+  description = "Database connections one instance of each unit may open: its pool_size + max_overflow (0 without a database)."
   value       = local.connections_per_instance
 }
 
 output "connection_demand" {
-  description = "Most connections all units together may open: sum of max_instances x (pool_size + max_overflow)."
+  description = "Most connections all units together may open at their max instances: sum of max_instances x connections_per_instance."
   value       = local.connection_demand
+}
+
+output "rollout_connection_demand" {
+  description = "The same during a release: plus one instance per database unit (the tagged, traffic-less revision being smoke-tested)."
+  value       = local.rollout_connection_demand
+}
+
+output "endpoints" {
+  description = "Each public path prefix with the run.app URL of the unit that serves it."
+  value       = local.endpoints
 }

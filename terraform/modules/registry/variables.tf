@@ -4,7 +4,7 @@ variable "inventory" {
 
   validation {
     condition     = try(!var.inventory.units["health"].internal, false)
-    error_message = "The inventory needs a public `health` unit: it is the load balancer's default service."
+    error_message = "The inventory needs a public `health` unit: the uptime check and the release smoke test call its /health and /ready."
   }
   validation {
     condition = alltrue([
@@ -20,6 +20,13 @@ variable "inventory" {
   validation {
     condition     = alltrue([for unit in values(var.inventory.units) : unit.max_instances >= unit.min_instances])
     error_message = "A unit's max_instances must be at least its min_instances."
+  }
+  validation {
+    # A request thread that found no pooled connection would wait (or open and close one).
+    condition = alltrue([
+      for unit in values(var.inventory.units) : !contains(unit.needs, "database") || unit.pool_size >= unit.concurrency
+    ])
+    error_message = "A database unit's pool_size must be at least its concurrency (one connection per request thread)."
   }
 }
 
@@ -69,6 +76,8 @@ variable "platform" {
     redis_url_secret            = string
     first_admin_password_secret = string
     first_admin_email           = string
+    db_owner                    = string
+    db_owner_password_secret    = string
     mail = optional(object({
       smtp_host = string
       smtp_port = number
@@ -94,4 +103,10 @@ variable "platform" {
     condition     = contains(["HS256", "RS256", "ES256"], var.platform.jwt.algorithm)
     error_message = "jwt.algorithm must be HS256, RS256 or ES256."
   }
+}
+
+variable "behind_load_balancer" {
+  description = "Public units sit behind the HTTPS load balancer (ingress: internal and load balancer) or answer on their own run.app URL (ingress: all)."
+  type        = bool
+  default     = true
 }

@@ -22,8 +22,11 @@ resource "google_storage_bucket" "files" {
     enabled = true
   }
 
+  # A user's deleted upload stays recoverable for noncurrent_retention_days (1) as a
+  # noncurrent version, then soft_delete_days (7): 8 days in all, not the 37 that 30 days of
+  # versions plus soft delete kept (infra/README.md, Uploads).
   soft_delete_policy {
-    retention_duration_seconds = 7 * 24 * 3600
+    retention_duration_seconds = var.soft_delete_days * 24 * 3600
   }
 
   # Browsers PUT uploads straight to a signed URL, and GET downloads from one.

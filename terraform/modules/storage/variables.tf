@@ -51,13 +51,24 @@ variable "uploads_nearline_after_days" {
 }
 
 variable "noncurrent_retention_days" {
-  description = "Days an overwritten or deleted object version stays recoverable."
+  description = "Days an overwritten or deleted object version stays recoverable, before soft delete's days (a deleted upload is gone after both)."
   type        = number
-  default     = 30
+  default     = 1
 
   validation {
     condition     = var.noncurrent_retention_days >= 1
     error_message = "noncurrent_retention_days must be at least 1."
+  }
+}
+
+variable "soft_delete_days" {
+  description = "Days a deleted object stays restorable by Cloud Storage's soft delete (0 turns it off; else 7 to 90)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.soft_delete_days == 0 || (var.soft_delete_days >= 7 && var.soft_delete_days <= 90)
+    error_message = "soft_delete_days must be 0 or between 7 and 90."
   }
 }
 

@@ -7,6 +7,7 @@
 terraform {
   required_providers {
     google = { source = "hashicorp/google" }
+    time   = { source = "hashicorp/time" }
   }
 }
 
@@ -28,13 +29,24 @@ resource "google_cloud_run_v2_service" "unit" {
   location            = var.region
   ingress             = var.spec.ingress
   deletion_protection = var.deletion_protection
-  labels              = merge(var.labels, { unit = var.name })
-  # Public units sit behind the load balancer, which calls without credentials; ingress
-  # (internal + load balancer) is what keeps the internet off the run.app URL. Internal units
-  # keep the IAM check: only the Cloud Tasks / Scheduler accounts may invoke them.
+  # max-instances: the service-level maximum the release sets (`gcloud run services update
+  # --max`), shared by every revision that carries traffic; google provider 6.50.0 has no
+  # service-level max_instance_count to set it from here.
+  labels = merge(var.labels, { unit = var.name, "max-instances" = tostring(var.spec.max_instances) })
+  # Public units are called without Google credentials (by the load balancer, or by clients
+  # on their own URL when an environment has none); the app authenticates users itself.
+  # Behind a load balancer, ingress (internal + load balancer) keeps the internet off the
+  # run.app URL. Internal units keep the IAM check: only the Cloud Tasks / Scheduler
+  # accounts may invoke them.
   invoker_iam_disabled = !var.spec.internal
   # Internal units also accept the shared service-to-service audience in OIDC tokens.
   custom_audiences = var.spec.audiences
+
+  # Minimum instances at the service level: divided among the revisions that carry traffic,
+  # so a tagged revision without traffic (a release being smoke-tested) starts none.
+  scaling {
+    min_instance_count = var.spec.min_instances
+  }
 
   template {
     service_account                  = google_service_account.unit.email
@@ -42,8 +54,9 @@ resource "google_cloud_run_v2_service" "unit" {
     max_instance_request_concurrency = var.spec.concurrency
     labels                           = { unit = var.name }
 
+    # Each revision's own bound (also the service-level maximum's fallback if an apply
+    # cleared it): the connection budget counts every unit at max_instances.
     scaling {
-      min_instance_count = var.spec.min_instances
       max_instance_count = var.spec.max_instances
     }
 
@@ -93,13 +106,30 @@ resource "google_cloud_run_v2_service" "unit" {
         }
       }
 
+      # Probes go straight to the instance (imangor.runtime.probes answers them in every
+      # unit). Startup: /ready, the database and Redis this unit needs answer; a TCP check
+      # passed as soon as gunicorn listened, before Direct VPC egress could reach Cloud SQL.
+      # Each attempt may take a cold Cloud SQL connector handshake; two minutes in all.
       startup_probe {
-        tcp_socket {
+        http_get {
+          path = "/ready"
           port = 8080
         }
-        period_seconds    = 2
-        timeout_seconds   = 1
-        failure_threshold = 30
+        period_seconds    = 5
+        timeout_seconds   = 4
+        failure_threshold = 24
+      }
+
+      # Liveness: /health touches nothing, so only a process that stopped answering (three
+      # misses in a row, 90 s) is restarted; a database outage does not restart instances.
+      liveness_probe {
+        http_get {
+          path = "/health"
+          port = 8080
+        }
+        period_seconds    = 30
+        timeout_seconds   = 5
+        failure_threshold = 3
       }
     }
   }
@@ -114,8 +144,27 @@ resource "google_cloud_run_v2_service" "unit" {
     ]
   }
 
-  # The revision reads its secrets at start: grant access before creating it.
-  depends_on = [google_secret_manager_secret_iam_member.env]
+  # The revision reads its secrets and logs in to Cloud SQL as its IAM user when it starts: its
+  # grants must exist and have propagated first.
+  depends_on = [time_sleep.iam_propagation, google_sql_user.unit]
+}
+
+# IAM changes take effect within about a minute, up to several (Google's "access change
+# propagation"): a revision created right after its account's grants can fail to read its
+# secrets or reach Cloud SQL and never start. Waits once per change of the unit's grants.
+resource "time_sleep" "iam_propagation" {
+  create_duration = var.iam_propagation_wait
+  triggers = {
+    grants = sha1(jsonencode(concat(
+      [for g in google_secret_manager_secret_iam_member.env : g.id],
+      google_project_iam_member.sql_client[*].id,
+      google_project_iam_member.sql_instance_user[*].id,
+      google_storage_bucket_iam_member.objects[*].id,
+      google_service_account_iam_member.sign_urls[*].id,
+      [for g in google_cloud_tasks_queue_iam_member.enqueue : g.id],
+      google_service_account_iam_member.act_as_tasks_invoker[*].id,
+    )))
+  }
 }
 
 # ---- Secrets: exactly those mounted as env (SECRET_KEY, REDIS_URL) -------------------------

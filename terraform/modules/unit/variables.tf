@@ -38,8 +38,9 @@ variable "spec" {
   })
 
   validation {
-    condition     = contains(["INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"], var.spec.ingress)
-    error_message = "A unit is reachable only internally or through the load balancer, never directly."
+    # Open ingress only for a public unit, and only when the environment has no load balancer.
+    condition     = contains(["INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"], var.spec.ingress) || (var.spec.ingress == "INGRESS_TRAFFIC_ALL" && !var.spec.internal)
+    error_message = "An internal unit is reachable only internally; a public one through the load balancer, or on its own URL when there is none."
   }
   validation {
     condition     = var.spec.concurrency >= 1 && var.spec.concurrency <= 1000
@@ -102,4 +103,15 @@ variable "labels" {
   description = "Labels put on the service."
   type        = map(string)
   default     = {}
+}
+
+variable "iam_propagation_wait" {
+  description = "How long the first revision waits after the unit's IAM grants change (IAM propagation), e.g. 60s."
+  type        = string
+  default     = "90s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.iam_propagation_wait))
+    error_message = "iam_propagation_wait must be a number of seconds such as 90s."
+  }
 }
