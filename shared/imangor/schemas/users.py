@@ -79,6 +79,11 @@ class AdminUserUpdate(Input):
     role: Role | None = None
     is_active: bool | None = None
     password: NewPassword | None = None
+    current_password: Password | None = Field(
+        None,
+        description="your own password: needed when the account is yours and the e-mail or "
+        "the password changes (ignored for another account)",
+    )
 
 
 class UserFilter(PageQuery):
