@@ -31,6 +31,8 @@ from imangor.schemas.users import (
     RegisterIn,
     UserFilter,
     UserUpdateMe,
+    lookalike_problem,
+    normalise_email,
 )
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
 
@@ -50,6 +52,16 @@ def check_password_policy(password: str, email: str, field: str = "password") ->
         )
 
 
+def refuse_lookalike(email: str, field: str = "email") -> None:
+    """An address becoming an account's (created or changed) must not pass for another: mixed
+    scripts, fullwidth and other compatibility forms are refused (see lookalike_problem).
+    Existing accounts keep signing in with theirs: sign-in and recovery only normalise."""
+    problem = lookalike_problem(email)
+    if problem is not None:
+        kind, message = problem
+        raise FieldError(field, kind, message, detail=f"this e-mail address is refused: {message}")
+
+
 def _email_taken(session: Session, email: str, except_id: uuid.UUID | None = None) -> bool:
     query = select(User.id).where(User.email == email)
     if except_id is not None:
@@ -66,6 +78,8 @@ def create_user(
     role: str = "customer",
     is_active: bool = True,
 ) -> User:
+    email = normalise_email(email)
+    refuse_lookalike(email)
     check_password_policy(password, email)
     if _email_taken(session, email):
         raise Conflict("an account with this e-mail already exists")
@@ -153,6 +167,7 @@ def _secret(value: SecretStr | None) -> str | None:
 def _change_email(session: Session, user: User, email: str) -> None:
     """Move the account to `email`: not yet proved, and reset links mailed to the old address
     die with it."""
+    refuse_lookalike(email)
     if _email_taken(session, email, user.id):
         raise Conflict("an account with this e-mail already exists")
     user.email = email
@@ -185,7 +200,7 @@ def list_users(session: Session, query: UserFilter) -> tuple[list[User], str | N
     filters: dict[str, Any] = query.model_dump(exclude={"limit", "cursor"}, exclude_none=True)
     stmt = select(User)
     if "email" in filters:
-        stmt = stmt.where(User.email == filters["email"].strip().lower())
+        stmt = stmt.where(User.email == normalise_email(filters["email"]))
     if "role" in filters:
         stmt = stmt.where(User.role == filters["role"])
     if "is_active" in filters:
