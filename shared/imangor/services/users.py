@@ -152,8 +152,8 @@ def _confirm_person(user: User, current_password: str | None, what: str) -> None
         raise FieldError(
             "current_password",
             "missing",
-            f"required to change {what} of your own account",
-            detail=f"changing {what} of your own account needs current_password",
+            f"required to change {what}",
+            detail=f"changing {what} needs current_password",
         )
     ok, _ = verify_password(current_password, user.hashed_password)
     if not ok:
