@@ -56,8 +56,8 @@ def delete_me(ctx: Context) -> None:
 
 @unit.post("/users/me/password", key_scope=ACCOUNT)
 def change_password(body: PasswordChangeIn, ctx: Context) -> TokenOut:
-    """Change your password (needs the current one). Every session ends, this one included:
-    continue with the new token pair in the answer."""
+    """Change your password (needs the current one; your address is told). Every session
+    ends, this one included: continue with the new token pair in the answer."""
     from imangor.services.sessions import issue_tokens
 
     user = accounts.change_password(
@@ -90,8 +90,9 @@ def read_user(path: UserPath, ctx: Context) -> UserOut:
 
 @unit.patch("/users/{user_id}", access="admin", errors=(409,), key_scope=ACCOUNT)
 def update_user(path: UserPath, body: AdminUserUpdate, ctx: Context) -> UserOut:
-    """Change an account: role, activation, e-mail, name or password."""
-    return UserOut.model_validate(accounts.admin_update(ctx.db, path.user_id, body))
+    """Change an account: role, activation, e-mail, name or password. Your own e-mail or
+    password needs `current_password`, as on /users/me, and the old address is told."""
+    return UserOut.model_validate(accounts.admin_update(ctx.db, ctx.user, path.user_id, body))
 
 
 @unit.delete("/users/{user_id}", access="admin", errors=(409,), key_scope=ACCOUNT)

@@ -20,8 +20,12 @@ def ensure_first_admin() -> bool:
     from imangor.auth.passwords import hash_password
     from imangor.db import session_scope
     from imangor.models import User
+    from imangor.schemas.users import lookalike_problem, normalise_email
 
-    email = settings.first_admin_email.strip().lower()
+    email = normalise_email(settings.first_admin_email)
+    problem = lookalike_problem(email)
+    if problem is not None:
+        raise ValueError(f"FIRST_ADMIN_EMAIL is refused: {problem[1]}")
     with session_scope() as session:
         if session.scalar(select(User.id).where(User.email == email)) is not None:
             return False

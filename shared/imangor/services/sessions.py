@@ -21,8 +21,8 @@ from imangor.auth.tokens import issue_access_token
 from imangor.config import get_settings
 from imangor.errors import FieldError, NotAuthenticated, ValidationFailed
 from imangor.models import PasswordResetToken, RefreshToken, User
-from imangor.schemas.users import TokenOut
-from imangor.services.users import check_password_policy, revoke_all_sessions
+from imangor.schemas.users import TokenOut, normalise_email
+from imangor.services.users import check_password_policy, refuse_lookalike, revoke_all_sessions
 
 log = logging.getLogger(__name__)
 WRONG_CREDENTIALS = "incorrect e-mail or password"
@@ -53,8 +53,11 @@ def issue_tokens(session: Session, user: User, family_id: uuid.UUID | None = Non
 
 
 def login(session: Session, email: str, password: str) -> TokenOut:
-    """Same answer, same work, whether the account is unknown, disabled or the password wrong."""
-    user = session.scalar(select(User).where(User.email == email))
+    """Same answer, same work, whether the account is unknown, disabled or the password wrong.
+    The address is normalised as at sign-up, so any spelling of it (NFD, a fullwidth domain)
+    finds the account; a look-alike is not refused here, so accounts made before look-alikes
+    were refused keep signing in."""
+    user = session.scalar(select(User).where(User.email == normalise_email(email)))
     # End the read before hashing: the connection goes back to the pool for the ≈20 ms of
     # Argon2 (and any wait for a hashing slot) instead of idling in a transaction.
     session.commit()
@@ -109,6 +112,7 @@ def _revoke_family(session: Session, family_id: uuid.UUID) -> None:
 
 def create_reset_token(session: Session, email: str) -> tuple[User, str] | None:
     """For an active account: a single-use reset token (the raw value, to mail) — else None."""
+    email = normalise_email(email)
     user = session.scalar(select(User).where(User.email == email, User.is_active.is_(True)))
     if user is None:
         return None
@@ -141,11 +145,12 @@ def reset_password(session: Session, token: str, new_password: str) -> None:
 
 def google_login(session: Session, claims: dict[str, object]) -> TokenOut:
     """Sign in with verified Google claims: link a verified e-mail or create the account."""
-    email = str(claims.get("email", "")).strip().lower()
+    email = normalise_email(str(claims.get("email", "")))
     if not email or claims.get("email_verified") is not True:
         raise NotAuthenticated("the Google account has no verified e-mail")
     user = session.scalar(select(User).where(User.email == email))
     if user is None:
+        refuse_lookalike(email, "id_token")  # a new account, as at sign-up
         user = User(
             email=email,
             full_name=str(claims.get("name", ""))[:200],

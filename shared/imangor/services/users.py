@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,8 @@ from imangor.schemas.users import (
     RegisterIn,
     UserFilter,
     UserUpdateMe,
+    lookalike_problem,
+    normalise_email,
 )
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
 
@@ -49,6 +52,16 @@ def check_password_policy(password: str, email: str, field: str = "password") ->
         )
 
 
+def refuse_lookalike(email: str, field: str = "email") -> None:
+    """An address becoming an account's (created or changed) must not pass for another: mixed
+    scripts, fullwidth and other compatibility forms are refused (see lookalike_problem).
+    Existing accounts keep signing in with theirs: sign-in and recovery only normalise."""
+    problem = lookalike_problem(email)
+    if problem is not None:
+        kind, message = problem
+        raise FieldError(field, kind, message, detail=f"this e-mail address is refused: {message}")
+
+
 def _email_taken(session: Session, email: str, except_id: uuid.UUID | None = None) -> bool:
     query = select(User.id).where(User.email == email)
     if except_id is not None:
@@ -65,6 +78,8 @@ def create_user(
     role: str = "customer",
     is_active: bool = True,
 ) -> User:
+    email = normalise_email(email)
+    refuse_lookalike(email)
     check_password_policy(password, email)
     if _email_taken(session, email):
         raise Conflict("an account with this e-mail already exists")
@@ -98,30 +113,10 @@ def update_me(session: Session, caller: Principal, data: UserUpdateMe) -> User:
     if data.email is not None and data.email != user.email:
         if caller.via == "api_key":
             raise PermissionDenied("changing the e-mail needs you signed in, not an API key")
-        if data.current_password is None:
-            raise FieldError(
-                "current_password",
-                "missing",
-                "required to change the e-mail",
-                detail="changing the e-mail needs current_password",
-            )
-        ok, _ = verify_password(data.current_password.get_secret_value(), user.hashed_password)
-        if not ok:
-            raise NotAuthenticated("the current password is wrong")
-        if _email_taken(session, data.email, user.id):
-            raise Conflict("an account with this e-mail already exists")
-        tasks.enqueue(
-            session,
-            SendEmail(
-                to=user.email,
-                subject="Your Imangor e-mail address was changed",
-                body=f"Your account's address is now {data.email}. If you did not do this, "
-                "reset your password at once and contact support.",
-            ),
-        )
-        user.email = data.email
-        user.email_verified = False
-        _void_reset_links(session, user.id)  # links mailed to the old address die with it
+        _confirm_person(user, _secret(data.current_password), "the e-mail")
+        old_email = user.email
+        _change_email(session, user, data.email)
+        _tell_owner(session, old_email, email=data.email)
     if data.full_name is not None:
         user.full_name = data.full_name
     session.flush()
@@ -129,14 +124,14 @@ def update_me(session: Session, caller: Principal, data: UserUpdateMe) -> User:
 
 
 def change_password(session: Session, user_id: uuid.UUID, current: str, new: str) -> User:
-    """Needs the current password. Every session ends at once — refresh tokens revoked, access
-    tokens issued until now refused — and the caller gets a fresh pair from the endpoint.
-    API keys stay: they are the owner's deliberate credentials, revoked one by one."""
+    """Needs the current password, and the account's address is told. Every session ends at
+    once — refresh tokens revoked, access tokens issued until now refused — and the caller gets
+    a fresh pair from the endpoint. API keys stay: they are the owner's deliberate
+    credentials, revoked one by one."""
     user = get_user(session, user_id)
-    ok, _ = verify_password(current, user.hashed_password)
-    if not ok:
-        raise NotAuthenticated("the current password is wrong")
+    _confirm_person(user, current, "the password")
     check_password_policy(new, user.email, "new_password")
+    _tell_owner(session, user.email, password=True)
     user.hashed_password = hash_password(new)
     user.tokens_valid_after = func.now()
     session.execute(
@@ -149,11 +144,63 @@ def change_password(session: Session, user_id: uuid.UUID, current: str, new: str
     return user
 
 
+def _confirm_person(user: User, current_password: str | None, what: str) -> None:
+    """The caller's own credentials change only with the account's current password: an
+    access token alone (perhaps stolen, valid for minutes) must not take the account over for
+    good. Missing is a 422 on `current_password`; wrong is a 401."""
+    if current_password is None:
+        raise FieldError(
+            "current_password",
+            "missing",
+            f"required to change {what}",
+            detail=f"changing {what} needs current_password",
+        )
+    ok, _ = verify_password(current_password, user.hashed_password)
+    if not ok:
+        raise NotAuthenticated("the current password is wrong")
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
+
+
+def _change_email(session: Session, user: User, email: str) -> None:
+    """Move the account to `email`: not yet proved, and reset links mailed to the old address
+    die with it."""
+    refuse_lookalike(email)
+    if _email_taken(session, email, user.id):
+        raise Conflict("an account with this e-mail already exists")
+    user.email = email
+    user.email_verified = False  # nobody has proved this address yet
+    _void_reset_links(session, user.id)
+
+
+def _tell_owner(
+    session: Session, old_address: str, *, email: str | None = None, password: bool = False
+) -> None:
+    """Mail the address the account had before this change, through the task queue (so the
+    notice commits with the change, or neither does): if the owner did not make the change,
+    they learn of it at the address they still read."""
+    what = " and ".join(
+        name for name, changed in (("e-mail address", email), ("password", password)) if changed
+    )
+    moved = f" Its address is now {email}." if email is not None else ""
+    tasks.enqueue(
+        session,
+        SendEmail(
+            to=old_address,
+            subject=f"Your Imangor {what} was changed",
+            body=f"The {what} of your Imangor account was changed.{moved} If you did not do "
+            "this, reset your password at once and contact support.",
+        ),
+    )
+
+
 def list_users(session: Session, query: UserFilter) -> tuple[list[User], str | None]:
     filters: dict[str, Any] = query.model_dump(exclude={"limit", "cursor"}, exclude_none=True)
     stmt = select(User)
     if "email" in filters:
-        stmt = stmt.where(User.email == filters["email"].strip().lower())
+        stmt = stmt.where(User.email == normalise_email(filters["email"]))
     if "role" in filters:
         stmt = stmt.where(User.role == filters["role"])
     if "is_active" in filters:
@@ -178,22 +225,35 @@ def admin_create(session: Session, data: AdminUserCreate) -> User:
     )
 
 
-def admin_update(session: Session, user_id: uuid.UUID, data: AdminUserUpdate) -> User:
+def admin_update(
+    session: Session, caller: Principal, user_id: uuid.UUID, data: AdminUserUpdate
+) -> User:
+    """What an admin may change on any account. On the admin's own account a new e-mail or
+    password takes `current_password` and is announced to the old address, as on /users/me:
+    this endpoint must not be the way around it. Another account's new address voids its
+    reset links; a new password ends its sessions."""
     user = get_user(session, user_id)
+    own = user.id == caller.user_id
+    new_email = data.email if data.email is not None and data.email != user.email else None
+    if own and (new_email is not None or data.password is not None):
+        what = " and ".join(
+            (["the e-mail"] if new_email is not None else [])
+            + (["the password"] if data.password is not None else [])
+        )
+        _confirm_person(user, _secret(data.current_password), what)
     losing_admin = user.role == "admin" and (
         (data.role is not None and data.role != "admin") or data.is_active is False
     )
     if losing_admin:
         _keep_an_admin(session, user.id)
-    if data.email is not None and data.email != user.email:
-        if _email_taken(session, data.email, user.id):
-            raise Conflict("an account with this e-mail already exists")
-        user.email = data.email
-        user.email_verified = False  # nobody has proved this address yet
-        _void_reset_links(session, user.id)
+    old_email = user.email
+    if new_email is not None:
+        _change_email(session, user, new_email)
     if data.password is not None:
         check_password_policy(data.password.get_secret_value(), user.email)
         user.hashed_password = hash_password(data.password.get_secret_value())
+    if own and (new_email is not None or data.password is not None):
+        _tell_owner(session, old_email, email=new_email, password=data.password is not None)
     for field in ("full_name", "role", "is_active"):
         value = getattr(data, field)
         if value is not None:
