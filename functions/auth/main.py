@@ -63,7 +63,7 @@ def logout(body: RefreshIn, ctx: Context) -> None:
 
 @unit.post("/auth/password-recovery", access="public", status=202, rate_limit="off", errors=(429,))
 def password_recovery(body: RecoveryIn, ctx: Context) -> Accepted:
-    """Mail a reset link if the account exists; the answer is the same either way."""
+    """Mail reset instructions if the account exists; the answer is the same either way."""
     from imangor.ratelimit import limit_attempts
     from imangor.schemas.tasks import PasswordRecovery
     from imangor.tasks import enqueue
@@ -72,7 +72,7 @@ def password_recovery(body: RecoveryIn, ctx: Context) -> Accepted:
     # The lookup happens in the background task, so this request does the same work and
     # takes the same time whether or not the account exists.
     enqueue(ctx.db, PasswordRecovery(email=body.email))
-    return Accepted(detail="if the account exists, a reset link is on its way")
+    return Accepted(detail="if the account exists, reset instructions are on their way")
 
 
 @unit.post("/auth/reset-password", access="public", rate_limit="password_reset_limit")
