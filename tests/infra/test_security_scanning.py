@@ -250,6 +250,19 @@ def test_the_dast_job_runs_in_the_vpc_as_its_own_account_with_no_role() -> None:
     assert outputs["dast_job"]["value"] == "${module.dast.job_name}"
 
 
+def test_the_dast_image_and_the_tested_schemathesis_are_the_same_version() -> None:
+    """tests/test_dast.py runs dast.sh with infra/tools/schemathesis.txt's schemathesis: the
+    version the job's image (pinned by digest) was published as."""
+    pin = re.search(
+        r"^schemathesis==(\S+)$", (ROOT / "infra/tools/schemathesis.txt").read_text(), re.M
+    )
+    assert pin
+    text = CLOUDBUILD.read_text()
+    assert f"# schemathesis v{pin.group(1)}\n  _DAST_IMAGE:" in text
+    variable = blocks(MODULES / "api" / "variables.tf", "variable")["dast_image"]
+    assert f"(v{pin.group(1)})" in variable["description"]
+
+
 def test_the_dast_run_is_bounded_and_fails_on_5xx_and_schema_violations() -> None:
     job = dast_module()
     env = job["env"]
