@@ -39,7 +39,7 @@ def job_env() -> dict[str, str]:
     return dict(dast_module()["env"], DAST_MAX_EXAMPLES="5", DAST_UNIT_SECONDS="120")
 
 
-def run_job(schemathesis: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+def run_job(schemathesis: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     sh = shutil.which("sh")
     if sh is None or shutil.which("timeout") is None:
         pytest.skip("sh or timeout missing")
@@ -49,6 +49,7 @@ def run_job(schemathesis: Path, args: list[str]) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,  # hypothesis writes .hypothesis/ there
         check=False,
         timeout=600,
     )
@@ -71,9 +72,9 @@ def local_args(base: str, units: set[str], schema_base: str | None = None) -> li
 
 
 def test_the_dast_program_passes_on_the_sign_in_calls_and_secured_reads(
-    schemathesis: Path, live_server: str
+    schemathesis: Path, live_server: str, tmp_path: Path
 ) -> None:
-    result = run_job(schemathesis, local_args(live_server, {"auth", "users"}))
+    result = run_job(schemathesis, local_args(live_server, {"auth", "users"}), tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Selected: 5/" in result.stdout  # POST /auth/token, refresh, logout, reset, google
     assert "Selected: 4/" in result.stdout  # GET /api-keys/, /users/, /users/me, /users/{id}
@@ -108,11 +109,10 @@ def broken_server() -> Iterator[str]:
 
 
 def test_the_dast_program_fails_on_a_5xx_and_on_a_read_without_credentials(
-    schemathesis: Path, live_server: str, broken_server: str
+    schemathesis: Path, live_server: str, broken_server: str, tmp_path: Path
 ) -> None:
-    result = run_job(
-        schemathesis, local_args(broken_server, {"health", "items"}, schema_base=live_server)
-    )
+    args = local_args(broken_server, {"health", "items"}, schema_base=live_server)
+    result = run_job(schemathesis, args, tmp_path)
     assert result.returncode == 1
     assert "Server error" in result.stdout  # GET /health answered 500
     assert "API accepts" in result.stdout  # GET /items/ answered 200 to no credentials

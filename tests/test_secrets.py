@@ -63,22 +63,33 @@ def ignored(path: str, patterns: list[str]) -> bool:
 
 
 def repository_files(root: Path = ROOT) -> list[str]:
-    """`git ls-files` in a checkout; without one, every file .gitignore does not ignore."""
+    """`git ls-files` in a checkout; without one, every file the .gitignore files (the root's
+    and any below it) do not ignore."""
     git = shutil.which("git")
     if git and (root / ".git").exists():
         listed = subprocess.run(
             [git, "ls-files"], cwd=root, capture_output=True, text=True, check=True
         )
         return listed.stdout.split()
-    gitignore = root / ".gitignore"
-    lines = gitignore.read_text().splitlines() if gitignore.exists() else []
-    patterns = [".git", *(line.strip() for line in lines if line.strip() and line[0] != "#")]
+    # (directory prefix, its .gitignore's patterns): a .gitignore rules below its directory,
+    # as git reads them (tool caches such as .hypothesis/ ignore themselves with `*`).
+    scopes: list[tuple[str, list[str]]] = [("", [".git"])]
     files = []
     for directory, subdirectories, names in os.walk(root):
         base = Path(directory).relative_to(root).as_posix()
         prefix = "" if base == "." else f"{base}/"
-        subdirectories[:] = [d for d in subdirectories if not ignored(f"{prefix}{d}/", patterns)]
-        files += [f"{prefix}{n}" for n in names if not ignored(f"{prefix}{n}", patterns)]
+        if ".gitignore" in names:
+            lines = (Path(directory) / ".gitignore").read_text().splitlines()
+            scopes.append((prefix, [x.strip() for x in lines if x.strip() and x[0] != "#"]))
+
+        def skip(path: str) -> bool:
+            return any(
+                path.startswith(scope) and ignored(path[len(scope) :], patterns)
+                for scope, patterns in scopes
+            )
+
+        subdirectories[:] = [d for d in subdirectories if not skip(f"{prefix}{d}/")]
+        files += [f"{prefix}{n}" for n in names if not skip(f"{prefix}{n}")]
     return sorted(files)
 
 
@@ -109,10 +120,14 @@ def test_without_git_the_scan_reads_what_git_would_list(
     assert walked == tracked | set(untracked)
     # The mutation: a file .gitignore keeps out is not scanned, one it lets in is.
     (tmp_path / ".gitignore").write_text(".venv/\n*.pyc\n.env\n")
-    for name in (".venv/lib/x.py", "a/b.pyc", ".env", "src/app.py", ".git/config"):
+    names = (".venv/lib/x.py", "a/b.pyc", ".env", "src/app.py", ".git/config", ".cache/x/y")
+    for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
-    assert repository_files(tmp_path) == [".gitignore", "src/app.py"]
+    (tmp_path / ".cache" / ".gitignore").write_text("*\n")  # a cache ignoring itself
+    (tmp_path / "src" / ".gitignore").write_text("generated.py\n")
+    (tmp_path / "src" / "generated.py").write_text("x")
+    assert repository_files(tmp_path) == [".gitignore", "src/.gitignore", "src/app.py"]
 
 
 def test_no_secret_beyond_the_reviewed_baseline() -> None:
