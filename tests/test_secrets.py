@@ -3,15 +3,21 @@ of the committed baseline (`.secrets.baseline`), and anything it finds that the 
 not list fails the build. The baseline lists reviewed non-secrets (test passwords, the public
 local defaults); to accept a new one after review, run
 `uv run detect-secrets scan --baseline .secrets.baseline`. Line numbers do not matter, so
-editing around a known entry never fails."""
+editing around a known entry never fails. It runs in `make test`, so in Cloud Build's
+lint-and-test step too, where /workspace may not be a git checkout (`gcloud builds submit`
+leaves .git out): the files are then every file the .gitignore rules keep."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from detect_secrets import SecretsCollection
 from detect_secrets.settings import transient_settings
 
@@ -37,10 +43,95 @@ def found(paths: list[str], root: Path = ROOT) -> set[tuple[str, str, str]]:
     }
 
 
-def test_no_secret_beyond_the_reviewed_baseline() -> None:
-    tracked = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .gitignore's patterns ignore `path` (relative, with /): the syntax this
+    repository's .gitignore uses (names or globs, `dir/` for directories, `a/b` anchored)."""
+    parts = path.split("/")
+    for pattern in patterns:
+        directory = pattern.endswith("/")
+        pattern = pattern.strip("/")
+        if "/" in pattern:  # anchored at the root
+            hit = any(
+                fnmatch.fnmatchcase("/".join(parts[: i + 1]), pattern) for i in range(len(parts))
+            )
+        else:
+            names = parts[:-1] if directory else parts
+            hit = any(fnmatch.fnmatchcase(name, pattern) for name in names)
+        if hit:
+            return True
+    return False
+
+
+def repository_files(root: Path = ROOT) -> list[str]:
+    """`git ls-files` in a checkout; without one, every file the .gitignore files (the root's
+    and any below it) do not ignore."""
+    git = shutil.which("git")
+    if git and (root / ".git").exists():
+        listed = subprocess.run(
+            [git, "ls-files"], cwd=root, capture_output=True, text=True, check=True
+        )
+        return listed.stdout.split()
+    # (directory prefix, its .gitignore's patterns): a .gitignore rules below its directory,
+    # as git reads them (tool caches such as .hypothesis/ ignore themselves with `*`).
+    scopes: list[tuple[str, list[str]]] = [("", [".git"])]
+    files = []
+    for directory, subdirectories, names in os.walk(root):
+        base = Path(directory).relative_to(root).as_posix()
+        prefix = "" if base == "." else f"{base}/"
+        if ".gitignore" in names:
+            lines = (Path(directory) / ".gitignore").read_text().splitlines()
+            scopes.append((prefix, [x.strip() for x in lines if x.strip() and x[0] != "#"]))
+
+        def skip(path: str) -> bool:
+            return any(
+                path.startswith(scope) and ignored(path[len(scope) :], patterns)
+                for scope, patterns in scopes
+            )
+
+        subdirectories[:] = [d for d in subdirectories if not skip(f"{prefix}{d}/")]
+        files += [f"{prefix}{n}" for n in names if not skip(f"{prefix}{n}")]
+    return sorted(files)
+
+
+def test_without_git_the_scan_reads_what_git_would_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback lists this checkout's files as git does (tracked, plus new files not
+    yet added), and it is what runs where git or .git is missing."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: nothing to compare the fallback with")
+    untracked = subprocess.run(
+        [git, "ls-files", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    walked = set(repository_files())
+    tracked = {
+        p
+        for p in subprocess.run(
+            [git, "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+        if (ROOT / p).is_file()
+    }
+    assert walked == tracked | set(untracked)
+    # The mutation: a file .gitignore keeps out is not scanned, one it lets in is.
+    (tmp_path / ".gitignore").write_text(".venv/\n*.pyc\n.env\n")
+    names = (".venv/lib/x.py", "a/b.pyc", ".env", "src/app.py", ".git/config", ".cache/x/y")
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".cache" / ".gitignore").write_text("*\n")  # a cache ignoring itself
+    (tmp_path / "src" / ".gitignore").write_text("generated.py\n")
+    (tmp_path / "src" / "generated.py").write_text("x")
+    assert repository_files(tmp_path) == [".gitignore", "src/.gitignore", "src/app.py"]
+
+
+def test_no_secret_beyond_the_reviewed_baseline() -> None:
+    tracked = repository_files()
     known = {
         (name, entry["type"], entry["hashed_secret"])
         for name, entries in json.loads(BASELINE.read_text())["results"].items()

@@ -11,12 +11,21 @@ without traffic, smoke-tested, moved to by tag, watched, and rolled back by itse
         "build" otherwise
     python3 infra/tools/release.py pushed --image IMAGE --commit SHA --out FILE
         writes the digest just pushed to FILE (so everything deploys that exact image)
+    python3 infra/tools/release.py scan --image IMAGE@sha256:... [--max-severity HIGH]
+                                    [--timeout 600] [--accept CVE-1,CVE-2]
+        waits (bounded) for Artifact Registry's automatic scan of exactly that digest, prints
+        every finding, and exits 1 when one is more severe than --max-severity (a CRITICAL
+        one, by default) unless its CVE is named in --accept (an emergency override)
     python3 infra/tools/release.py wait-turn --env ENV --build BUILD_ID
         waits while an older build of the same environment is still running (one release
         at a time, in the order the builds started)
     python3 infra/tools/release.py smoke-args --prefix P --region R --tag c-abc1234 [--main]
         the smoke job's arguments: /health and /ready of every public unit (2xx), on the
         revisions tagged TAG (or, with --main, on each service's own URL after the shift)
+    python3 infra/tools/release.py dast-args --prefix P --region R --tag c-abc1234
+        the DAST job's arguments: the OpenAPI document the tagged docs unit serves, then for
+        each public unit its tagged URL and the operations it may exercise there (reads, and
+        the public sign-in calls whose generated credentials match nobody: DAST_WRITES)
     python3 infra/tools/release.py record --prefix P --region R --out previous.json
         each unit's current traffic split (revisions, percents, tags), before the release
     python3 infra/tools/release.py release --prefix P --region R --tag c-abc1234
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +58,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-INVENTORY = Path(__file__).resolve().parents[2] / "terraform" / "generated" / "inventory.json"
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "terraform" / "generated" / "inventory.json"
+OPENAPI = ROOT / "functions" / "docs" / "openapi.json"
 HEALTH_PATHS = ("/health", "/ready")
 TAG_PREFIX = "c-"
 MONITORING = "https://monitoring.googleapis.com/v1/projects/{project}/location/global/prometheus/api/v1/query"
@@ -150,6 +162,150 @@ def resolve_image(
     if existing is not None:
         return f"{image}@{existing}", True
     return "", False
+
+
+# ---- the image scan: Artifact Registry's automatic scanning of the pushed digest -------------
+
+# Container Analysis' severities, least first (grafeas Severity; SEVERITY_UNSPECIFIED ranks
+# below them all).
+SEVERITIES = ("MINIMAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+# The scan's DISCOVERY occurrence (discovery.analysisStatus): still running, or done.
+SCAN_RUNNING = frozenset({"ANALYSIS_STATUS_UNSPECIFIED", "PENDING", "SCANNING"})
+SCAN_FINISHED = frozenset({"FINISHED_SUCCESS", "COMPLETE"})
+
+
+class ScanError(RuntimeError):
+    """The image's scan did not finish, or finished without a verdict: nothing is deployed."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One vulnerable package of the image, as the scan reports it."""
+
+    severity: str
+    cve: str
+    package: str
+    version: str
+    fixed: str  # "" when no fixed version exists yet
+
+    def line(self) -> str:
+        fix = f"fixed in {self.fixed}" if self.fixed else "no fix released yet"
+        return f"{self.severity:<8} {self.cve} {self.package} {self.version} ({fix})"
+
+
+def scan_report(gcloud: Gcloud, image: str) -> dict[str, Any]:
+    """`gcloud artifacts docker images describe IMAGE@DIGEST --show-package-vulnerability`:
+    `discovery_summary.discovery[]` (the scan's status) and
+    `package_vulnerability_summary.vulnerabilities` (severity -> occurrences)."""
+    report: dict[str, Any] = gcloud.json(
+        "artifacts", "docker", "images", "describe", image, "--show-package-vulnerability"
+    )
+    return report
+
+
+def scan_statuses(report: dict[str, Any]) -> list[str]:
+    """The analysisStatus of each DISCOVERY occurrence (none before the scan starts)."""
+    discoveries = (report.get("discovery_summary") or {}).get("discovery") or []
+    return [
+        str(
+            (occurrence.get("discovery") or {}).get("analysisStatus", "ANALYSIS_STATUS_UNSPECIFIED")
+        )
+        for occurrence in discoveries
+    ]
+
+
+def _version(version: dict[str, Any] | None) -> str:
+    """A grafeas Version as the distribution writes it ("" for none, or the MAXIMUM marker
+    that means no fixed version exists)."""
+    if not version or version.get("kind") == "MAXIMUM":
+        return ""
+    if version.get("fullName"):
+        return str(version["fullName"])
+    name, revision = version.get("name", ""), version.get("revision", "")
+    return f"{name}-{revision}" if name and revision else str(name)
+
+
+def scan_findings(report: dict[str, Any]) -> list[Finding]:
+    """Every (CVE, package, version) the scan found, most severe first."""
+    groups = (report.get("package_vulnerability_summary") or {}).get("vulnerabilities") or {}
+    found: dict[tuple[str, str, str], Finding] = {}
+    for group_severity, occurrences in groups.items():
+        for occurrence in occurrences:
+            vulnerability = occurrence.get("vulnerability") or {}
+            severity = str(
+                vulnerability.get("effectiveSeverity")
+                or vulnerability.get("severity")
+                or group_severity
+            )
+            cve = str(occurrence.get("noteName", "")).rsplit("/", 1)[-1] or str(
+                vulnerability.get("shortDescription", "unknown")
+            )
+            for issue in vulnerability.get("packageIssue") or [{}]:
+                package = str(issue.get("affectedPackage", "unknown package"))
+                version = _version(issue.get("affectedVersion")) or "?"
+                key = (cve, package, version)
+                if key not in found:
+                    found[key] = Finding(
+                        severity, cve, package, version, _version(issue.get("fixedVersion"))
+                    )
+    return sorted(found.values(), key=lambda f: (-severity_rank(f.severity), f.cve, f.package))
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def scan(
+    gcloud: Gcloud,
+    image: str,
+    max_severity: str = "HIGH",
+    timeout: float = 600,
+    interval: float = 20,
+    accept: Sequence[str] = (),
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Finding]:
+    """Waits for the scan of `image` (IMAGE@sha256:..., never a tag) and returns the findings
+    that refuse it: more severe than `max_severity` and not named in `accept`. Raises
+    ScanError when the scan does not finish within `timeout` seconds or fails."""
+    if "@sha256:" not in image:
+        raise ScanError(f"{image} is not a digest: the gate scans exactly what is deployed")
+    deadline = clock() + timeout
+    while True:
+        report = scan_report(gcloud, image)
+        statuses = scan_statuses(report)
+        if statuses and all(status in SCAN_FINISHED for status in statuses):
+            break
+        ended = [s for s in statuses if s not in SCAN_FINISHED and s not in SCAN_RUNNING]
+        if ended:
+            raise ScanError(
+                f"Artifact Registry's scan of {image} ended {ended[0]}: without a verdict "
+                "nothing is deployed (infra/README.md, Image scan)"
+            )
+        left = deadline - clock()
+        if left <= 0:
+            state = ", ".join(statuses) or "not started"
+            raise ScanError(
+                f"timed out after {timeout:.0f} s waiting for Artifact Registry's scan of "
+                f"{image} ({state}). Is containerscanning.googleapis.com enabled? Re-run the "
+                "build once the scan has finished (infra/README.md, Image scan)"
+            )
+        print(f"waiting for the scan of {image}: {', '.join(statuses) or 'not started'}")
+        sleep(min(interval, left))
+    findings = scan_findings(report)
+    limit = severity_rank(max_severity)
+    above = [f for f in findings if severity_rank(f.severity) > limit]
+    accepted = [f for f in above if f.cve in accept]
+    refused = [f for f in above if f.cve not in accept]
+    counts = {s: sum(f.severity == s for f in findings) for s in reversed(SEVERITIES)}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    print(f"scan of {image}: {summary or 'no vulnerability found'}")
+    for finding in findings:
+        mark = "REFUSED " if finding in refused else "ACCEPTED" if finding in accepted else ""
+        print(f"  {mark:<8} {finding.line()}")
+    if accepted:
+        print(f"accepted by --accept (emergency override): {', '.join(f.cve for f in accepted)}")
+    return refused
 
 
 # ---- one release at a time ------------------------------------------------------------------
@@ -307,6 +463,78 @@ def run_smoke_job(gcloud: Gcloud, job: str, region: str, args: list[str]) -> Non
     )
 
 
+# ---- DAST: schemathesis against the tagged revisions, before traffic moves -------------------
+
+# Beyond reads (GET), the only operations the DAST pass calls: public, unauthenticated, and
+# unable to change anyone's data, because what the generator sends (an e-mail and password,
+# a refresh, reset or Google ID token) matches no account, session or request. It runs on
+# production data in prod, so anything that creates, changes or deletes is left out; among
+# the public POSTs that means POST /auth/register (it would create accounts) and
+# POST /auth/password-recovery (it would mail generated addresses).
+DAST_WRITES = {
+    "POST /auth/token": "generated credentials sign no one in",
+    "POST /auth/refresh": "a generated refresh token matches no session",
+    "POST /auth/logout": "a generated refresh token ends no session",
+    "POST /auth/reset-password": "a generated reset token matches no request",  # pragma: allowlist secret  # noqa: E501
+    "POST /auth/google": "a generated ID token fails Google's signature check",
+}
+DAST_READS = frozenset({"GET"})
+SCHEMA_UNIT = "docs"  # serves the committed OpenAPI document at /openapi.json
+SCHEMA_PATH = "/openapi.json"
+
+
+def load_openapi(path: Path = OPENAPI) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def dast_operations(inventory: dict[str, Any], document: dict[str, Any]) -> dict[str, list[str]]:
+    """Public unit -> the operationIds of the document the DAST pass exercises on it: each
+    GET of the unit, and the public calls of DAST_WRITES. Routes the document does not
+    describe (the docs pages, /metrics) are left to the smoke test."""
+    plan: dict[str, list[str]] = {}
+    for name, unit in sorted(inventory["units"].items()):
+        if unit["internal"]:
+            continue
+        ids = []
+        for route in unit["routes"]:
+            method, _, path = route.partition(" ")
+            operation = document["paths"].get(path, {}).get(method.lower())
+            if operation is None:
+                continue
+            if method in DAST_READS or route in DAST_WRITES:
+                ids.append(str(operation["operationId"]))
+        if ids:
+            plan[name] = sorted(ids)
+    return plan
+
+
+def dast_args(
+    inventory: dict[str, Any],
+    document: dict[str, Any],
+    prefix: str,
+    tag: str,
+    describe_service: Callable[[str], dict[str, Any]],
+) -> list[str]:
+    """The DAST job's arguments: the schema URL (the tagged docs unit's /openapi.json, the
+    document committed with this release), then per unit its tagged URL and an anchored
+    regex of the operationIds it may call (schemathesis --include-operation-id-regex)."""
+    if SCHEMA_UNIT not in inventory["units"] or inventory["units"][SCHEMA_UNIT]["internal"]:
+        raise LookupError(f"no public {SCHEMA_UNIT} unit serves {SCHEMA_PATH}")
+
+    def url(unit: str) -> str:
+        return tag_url(describe_service(f"{prefix}-{unit}"), tag).rstrip("/")
+
+    args = [url(SCHEMA_UNIT) + SCHEMA_PATH]
+    for unit, ids in dast_operations(inventory, document).items():
+        args += [url(unit), "^(" + "|".join(re.escape(i) for i in ids) + ")$"]
+    # gcloud run jobs execute --args takes a comma-separated list.
+    bad = [arg for arg in args if "," in arg]
+    if bad:
+        raise ValueError(f"a DAST argument contains a comma: {bad}")
+    return args
+
+
 Query = Callable[[str], float | None]
 
 
@@ -449,12 +677,20 @@ def main(argv: list[str] | None = None, gcloud: Gcloud | None = None) -> int:
         sub.add_argument("--out", required=True, type=Path)
     resolve.add_argument("--promote-from", default="")
     resolve.add_argument("--wait", type=float, default=1800)
+    scanned = commands.add_parser("scan")
+    scanned.add_argument("--image", required=True, help="IMAGE@sha256:... (never a tag)")
+    scanned.add_argument("--max-severity", choices=SEVERITIES, default="HIGH")
+    scanned.add_argument("--timeout", type=float, default=600)
+    scanned.add_argument("--interval", type=float, default=20)
+    scanned.add_argument("--accept", default="", help="CVE ids to let through (, or space)")
     turn = commands.add_parser("wait-turn")
     turn.add_argument("--env", required=True)
     turn.add_argument("--build", required=True)
     smoke = commands.add_parser("smoke-args")
     smoke.add_argument("--tag")
     smoke.add_argument("--main", action="store_true")
+    dast = commands.add_parser("dast-args")
+    dast.add_argument("--tag", required=True)
     rec = commands.add_parser("record")
     rec.add_argument("--out", required=True, type=Path)
     rel = commands.add_parser("release")
@@ -465,7 +701,7 @@ def main(argv: list[str] | None = None, gcloud: Gcloud | None = None) -> int:
     rel.add_argument("--max-error-ratio", type=float, default=0.05)
     rel.add_argument("--min-requests", type=int, default=50)
     back = commands.add_parser("rollback")
-    for sub in (smoke, rec, rel, back):
+    for sub in (smoke, dast, rec, rel, back):
         sub.add_argument("--prefix", required=True)
         sub.add_argument("--region", required=True)
     for sub in (rel, back):
@@ -485,6 +721,23 @@ def main(argv: list[str] | None = None, gcloud: Gcloud | None = None) -> int:
         if digest is None:
             raise LookupError(f"{args.image}:{args.commit} was not pushed")
         args.out.write_text(f"{args.image}@{digest}")
+    elif args.command == "scan":
+        accept = [cve for cve in re.split(r"[,\s]+", args.accept) if cve]
+        try:
+            refused = scan(
+                gcloud, args.image, args.max_severity, args.timeout, args.interval, accept
+            )
+        except (ScanError, GcloudError) as error:
+            print(f"SCAN GATE: {error}", file=sys.stderr)
+            return 1
+        if refused:
+            print(
+                f"REFUSED: {len(refused)} finding(s) above {args.max_severity} in {args.image}; "
+                "nothing was deployed. Rebuild on a patched base image or dependency, or accept "
+                "a named CVE with _ACCEPT_CVES (infra/README.md, Image scan)",
+                file=sys.stderr,
+            )
+            return 1
     elif args.command == "wait-turn":
         wait_turn(gcloud, args.env, args.build)
     elif args.command == "smoke-args":
@@ -494,6 +747,15 @@ def main(argv: list[str] | None = None, gcloud: Gcloud | None = None) -> int:
             load_inventory(),
             args.prefix,
             None if args.main else args.tag,
+            lambda name: describe(gcloud, name, args.region),
+        )
+        print(",".join(found))
+    elif args.command == "dast-args":
+        found = dast_args(
+            load_inventory(),
+            load_openapi(),
+            args.prefix,
+            args.tag,
             lambda name: describe(gcloud, name, args.region),
         )
         print(",".join(found))

@@ -7,7 +7,9 @@ Registry's tags the way the real commands change them.
 - one release per environment at a time, in the order the builds started;
 - traffic moves by tag, so a revision made after the smoke test gets none;
 - health or the 5xx ratio failing after the shift moves every unit back to the split
-  recorded before the deploy; the previous release's tag is kept.
+  recorded before the deploy; the previous release's tag is kept;
+- the scan gate (issue 13 item 9) waits for Artifact Registry's scan of exactly the digest
+  being deployed (built, re-run or promoted) and refuses a CRITICAL finding, naming it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class FakeCloud:
     builds: list[dict[str, Any]] = field(default_factory=list)
     smoke_fails: bool = False
     copy_changes_digest: bool = False
+    # IMAGE@digest -> successive `describe --show-package-vulnerability` answers (the last
+    # one repeats): how Artifact Registry's scan of that digest looks at each call.
+    scans: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[list[str]] = field(default_factory=list)
 
     def run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -48,6 +53,12 @@ class FakeCloud:
 
     def _answer(self, args: list[str]) -> tuple[str, int]:
         head = args[:3]
+        if head == ["artifacts", "docker", "images"] and "--show-package-vulnerability" in args:
+            assert args[-1] == "--format=json", args
+            answers = self.scans.get(args[4])
+            if not answers:
+                return "", 1  # no such digest
+            return json.dumps(answers.pop(0) if len(answers) > 1 else answers[0]), 0
         if head == ["artifacts", "docker", "images"]:
             digest = self.images.get(args[4])
             return (digest or "", 0 if digest else 1)
@@ -278,3 +289,203 @@ def test_prod_releases_wait_for_an_approval_and_promote_dev_digests() -> None:
     assert example_site("dev")["release"].get("promote_from", "") == ""
     variables = (MODULES / "api" / "variables.tf").read_text()
     assert 'condition     = var.environment != "prod" || var.release_approval' in variables
+
+
+# ---- the image scan gate --------------------------------------------------------------------
+# What `gcloud artifacts docker images describe IMAGE@DIGEST --show-package-vulnerability
+# --format=json` prints: discovery_summary.discovery[] (the scan's DISCOVERY occurrences,
+# discovery.analysisStatus) and package_vulnerability_summary.vulnerabilities (effective
+# severity -> VULNERABILITY occurrences: noteName .../notes/CVE-..., vulnerability with
+# effectiveSeverity and packageIssue[] affectedPackage / affectedVersion / fixedVersion).
+
+DIGEST = "sha256:" + "c" * 64
+DISCOVERY_NOTE = "projects/goog-analysis/notes/PACKAGE_VULNERABILITY"  # pragma: allowlist secret
+
+
+def occurrence(
+    cve: str, severity: str, package: str, version: str, fixed: str | None
+) -> dict[str, Any]:
+    fixed_version = {"kind": "MAXIMUM"} if fixed is None else {"kind": "NORMAL", "fullName": fixed}
+    return {
+        "kind": "VULNERABILITY",
+        "name": f"projects/imangor-dev/occurrences/{cve.lower()}",
+        "noteName": f"projects/goog-vulnz/notes/{cve}",
+        "resourceUri": f"https://{IMAGE}@{DIGEST}",
+        "vulnerability": {
+            "severity": severity,
+            "effectiveSeverity": severity,
+            "cvssScore": 9.8 if severity == "CRITICAL" else 5.0,
+            "fixAvailable": fixed is not None,
+            "shortDescription": cve,
+            "packageIssue": [
+                {
+                    "affectedPackage": package,
+                    "affectedVersion": {"kind": "NORMAL", "fullName": version},
+                    "fixedVersion": fixed_version,
+                    "packageType": "OS",
+                    "effectiveSeverity": severity,
+                }
+            ],
+        },
+    }
+
+
+def report(status: str | None, *occurrences: dict[str, Any]) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "image_summary": {"digest": DIGEST, "fully_qualified_digest": f"{IMAGE}@{DIGEST}"}
+    }
+    if status is not None:
+        answer["discovery_summary"] = {
+            "discovery": [
+                {
+                    "kind": "DISCOVERY",
+                    "noteName": DISCOVERY_NOTE,
+                    "discovery": {"analysisStatus": status, "continuousAnalysis": "ACTIVE"},
+                }
+            ]
+        }
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for found in occurrences:
+        groups.setdefault(found["vulnerability"]["effectiveSeverity"], []).append(found)
+    if groups:
+        answer["package_vulnerability_summary"] = {
+            "vulnerabilities": groups,
+            "total_vulnerability_count": len(occurrences),
+        }
+    return answer
+
+
+CRITICAL = occurrence("CVE-2026-0001", "CRITICAL", "openssl", "3.5.1-1", "3.5.4-1")
+HIGH = occurrence("CVE-2026-0002", "HIGH", "libexpat1", "2.7.1-2", None)
+MEDIUM = occurrence("CVE-2026-0003", "MEDIUM", "pip", "25.1", "25.3")
+
+
+class Clock:
+    """A clock the fake sleep advances."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def gate(cloud: FakeCloud, image: str, clock: Clock | None = None, **kwargs: Any) -> Any:
+    clock = clock or Clock()
+    return release.scan(release.Gcloud(cloud.run), image, sleep=clock.sleep, clock=clock, **kwargs)
+
+
+def test_a_finished_scan_without_a_critical_finding_lets_the_digest_through(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = f"{IMAGE}@{DIGEST}"
+    cloud = FakeCloud(scans={image: [report("FINISHED_SUCCESS", HIGH, MEDIUM)]})
+    assert gate(cloud, image) == []
+    out = capsys.readouterr().out
+    assert "1 HIGH, 1 MEDIUM" in out and "CVE-2026-0002 libexpat1 2.7.1-2" in out
+    clean = FakeCloud(scans={image: [report("FINISHED_SUCCESS")]})
+    assert release.main(["scan", f"--image={image}"], release.Gcloud(clean.run)) == 0
+    assert "no vulnerability found" in capsys.readouterr().out
+
+
+def test_a_critical_finding_refuses_the_deploy_naming_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = f"{IMAGE}@{DIGEST}"
+    cloud = FakeCloud(scans={image: [report("FINISHED_SUCCESS", MEDIUM, CRITICAL, HIGH)]})
+    refused = gate(cloud, image)
+    assert refused == [
+        release.Finding("CRITICAL", "CVE-2026-0001", "openssl", "3.5.1-1", "3.5.4-1")
+    ]
+    capsys.readouterr()
+    assert release.main(["scan", f"--image={image}"], release.Gcloud(cloud.run)) == 1
+    captured = capsys.readouterr()
+    # Package, version, CVE and fixed version of each finding, most severe first.
+    lines = [line.split() for line in captured.out.splitlines() if "CVE-" in line]
+    assert [words[0] for words in lines] == ["REFUSED", "HIGH", "MEDIUM"]
+    assert "CRITICAL CVE-2026-0001 openssl 3.5.1-1 (fixed in 3.5.4-1)" in captured.out
+    assert "CVE-2026-0002 libexpat1 2.7.1-2 (no fix released yet)" in captured.out
+    assert "REFUSED: 1 finding(s) above HIGH" in captured.err
+    assert "nothing was deployed" in captured.err
+    # A stricter gate refuses the HIGH one too; severities are ranked, not compared as text.
+    stricter = gate(cloud, image, max_severity="MEDIUM")
+    assert {f.cve for f in stricter} == {"CVE-2026-0001", "CVE-2026-0002"}
+
+
+def test_an_accepted_cve_is_let_through_for_this_build_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = f"{IMAGE}@{DIGEST}"
+    cloud = FakeCloud(scans={image: [report("FINISHED_SUCCESS", CRITICAL)]})
+    gcloud = release.Gcloud(cloud.run)
+    assert release.main(["scan", f"--image={image}", "--accept=CVE-2026-0001"], gcloud) == 0
+    out = capsys.readouterr().out
+    assert "ACCEPTED CRITICAL CVE-2026-0001" in out and "emergency override" in out
+    assert release.main(["scan", f"--image={image}", "--accept=CVE-2026-9999"], gcloud) == 1
+    assert release.main(["scan", f"--image={image}", "--accept=CVE-1 CVE-2026-0001"], gcloud) == 0
+
+
+def test_the_gate_waits_for_the_scan_to_finish() -> None:
+    image = f"{IMAGE}@{DIGEST}"
+    answers = [report(None), report("PENDING"), report("SCANNING"), report("FINISHED_SUCCESS")]
+    cloud = FakeCloud(scans={image: answers})
+    clock = Clock()
+    assert gate(cloud, image, clock, interval=20) == []
+    assert clock.sleeps == [20, 20, 20]
+
+
+def test_a_scan_still_running_at_the_deadline_fails_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = f"{IMAGE}@{DIGEST}"
+    cloud = FakeCloud(scans={image: [report(None), report("SCANNING")]})
+    clock = Clock()
+    with pytest.raises(release.ScanError, match=r"timed out after 100 s .*\(SCANNING\)"):
+        gate(cloud, image, clock, timeout=100, interval=30)
+    assert clock.now == 100 and clock.sleeps == [30, 30, 30, 10]  # bounded, to the second
+    describes = [c for c in cloud.calls if "--show-package-vulnerability" in c]
+    assert len(describes) == 5
+    never = FakeCloud(scans={image: [report(None)]})
+    with pytest.raises(release.ScanError, match=r"\(not started\)\. Is containerscanning"):
+        gate(never, image, timeout=0)
+    assert release.main(["scan", f"--image={image}", "--timeout=0"], release.Gcloud(never.run)) == 1
+    assert capsys.readouterr().err.startswith("SCAN GATE: timed out after 0 s")
+
+
+def test_a_scan_without_a_verdict_refuses_the_deploy() -> None:
+    image = f"{IMAGE}@{DIGEST}"
+    for status in ("FINISHED_FAILED", "FINISHED_UNSUPPORTED"):
+        cloud = FakeCloud(scans={image: [report(status)]})
+        with pytest.raises(release.ScanError, match=f"ended {status}"):
+            gate(cloud, image)
+
+
+def test_the_gate_scans_the_digest_being_deployed_on_reruns_and_promotions(
+    tmp_path: Path,
+) -> None:
+    """A re-run (nothing built) and prod (dev's digest, copied) still pass the gate, on
+    exactly the digest /workspace/image names; a tag is refused."""
+    out = tmp_path / "image"
+    promoted = FakeCloud(images={f"{DEV}:{SHA}": "sha256:" + "b" * 64})
+    gcloud = release.Gcloud(promoted.run)
+    args = ["resolve-image", f"--image={IMAGE}", f"--commit={SHA}", f"--out={out}"]
+    assert release.main([*args, f"--promote-from={DEV}"], gcloud) == 0
+    deployed = out.read_text()
+    assert deployed == f"{IMAGE}@sha256:" + "b" * 64
+    promoted.scans[deployed] = [report("FINISHED_SUCCESS", CRITICAL)]
+    assert release.main(["scan", f"--image={deployed}"], gcloud) == 1  # prod's own scan
+    described = [c[4] for c in promoted.calls if "--show-package-vulnerability" in c]
+    assert described == [deployed]
+
+    rerun = FakeCloud(images={f"{IMAGE}:{SHA}": DIGEST})
+    gcloud = release.Gcloud(rerun.run)
+    assert release.main(args, gcloud) == 0 and out.read_text() == f"{IMAGE}@{DIGEST}"
+    rerun.scans[out.read_text()] = [report("FINISHED_SUCCESS", MEDIUM)]
+    assert release.main(["scan", f"--image={out.read_text()}"], gcloud) == 0
+    with pytest.raises(release.ScanError, match="not a digest"):
+        gate(rerun, f"{IMAGE}:{SHA}")

@@ -767,6 +767,10 @@ def test_iam_grants_are_scoped_and_never_basic_roles() -> None:
         "roles/logging.logWriter",
         "roles/cloudbuild.builds.viewer",
         "roles/monitoring.viewer",
+        # The image scan gate reads an image's scan (read-only occurrences; gcloud checks
+        # that the Container Analysis API is on).
+        "roles/containeranalysis.occurrences.viewer",
+        "roles/serviceusage.serviceUsageViewer",
     }
     for path in TF_FILES:
         for address, body in blocks(path, "resource").items():

@@ -37,6 +37,7 @@ locals {
 
   units        = module.registry.units
   public_units = { for name, unit in local.units : name => unit if !unit.internal }
+
 }
 
 module "registry" {
@@ -271,12 +272,19 @@ resource "google_service_account" "deployer" {
 
 # run.developer: revisions, traffic, jobs; logWriter: the build's logs; builds.viewer: a
 # release waits for older builds of the environment (one at a time); monitoring.viewer: it
-# reads the new revisions' 5xx ratio before keeping them.
+# reads the new revisions' 5xx ratio before keeping them. The scan gate reads Artifact
+# Registry's scan of the digest (`gcloud artifacts docker images describe
+# --show-package-vulnerability`): occurrences.viewer lists the scan's occurrences (read
+# only, no notes or IAM), serviceUsageViewer lets gcloud check that the Container Analysis
+# API is on, which every `images describe` does first.
 resource "google_project_iam_member" "deployer" {
-  for_each = toset(["roles/run.developer", "roles/logging.logWriter", "roles/cloudbuild.builds.viewer", "roles/monitoring.viewer"])
-  project  = var.site.project_id
-  role     = each.value
-  member   = "serviceAccount:${google_service_account.deployer.email}"
+  for_each = toset([
+    "roles/run.developer", "roles/logging.logWriter", "roles/cloudbuild.builds.viewer", "roles/monitoring.viewer",
+    "roles/containeranalysis.occurrences.viewer", "roles/serviceusage.serviceUsageViewer",
+  ])
+  project = var.site.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.deployer.email}"
 }
 
 resource "google_artifact_registry_repository_iam_member" "deployer_push" {
@@ -296,6 +304,22 @@ resource "google_artifact_registry_repository_iam_member" "readers" {
   repository = google_artifact_registry_repository.images.name
   role       = "roles/artifactregistry.reader"
   member     = each.value
+}
+
+# ... and describe them: `images describe` (how a promotion finds and checks the digest)
+# reads this project's scan metadata of the image as well.
+resource "google_project_iam_member" "reader_occurrences" {
+  for_each = toset(var.site.image_readers)
+  project  = var.site.project_id
+  role     = "roles/containeranalysis.occurrences.viewer"
+  member   = each.value
+}
+
+resource "google_project_iam_member" "reader_service_usage" {
+  for_each = toset(var.site.image_readers)
+  project  = var.site.project_id
+  role     = "roles/serviceusage.serviceUsageViewer"
+  member   = each.value
 }
 
 # Pushes to the branch run cloudbuild.yaml as the deployer. In prod the build waits for an
@@ -485,6 +509,41 @@ module "smoke" {
   deletion_protection = var.deletion_protection
   labels              = local.labels
 }
+
+# DAST before traffic: schemathesis (var.dast_image; Cloud Build sets the same pin,
+# _DAST_IMAGE, before each run) against each public unit's tagged revision, from inside the
+# VPC like the smoke job, running dast.sh. Cloud Build passes the schema URL (the tagged docs unit's
+# /openapi.json), then per unit its tagged URL and the operationIds it may call
+# (release.py dast-args: reads and the public sign-in calls, nothing that writes). It calls
+# the API anonymously: its account holds no role and reads no secret. Bounded: at most
+# DAST_MAX_EXAMPLES generated cases per operation and phase, DAST_UNIT_SECONDS per unit, and
+# the job's timeout in all.
+module "dast" {
+  source = "../job"
+
+  project_id  = var.site.project_id
+  region      = var.site.region
+  name        = "dast"
+  job_name    = "${local.name_prefix}-dast"
+  account_id  = "${local.name_prefix}-dast"
+  description = "Runs schemathesis against tagged revisions before they get traffic; holds no role."
+  image       = var.dast_image
+  command     = ["/bin/sh", "-c", file("${path.module}/dast.sh"), "dast"]
+  env = {
+    DAST_CHECKS           = "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ignored_auth"
+    DAST_MAX_EXAMPLES     = "25"
+    DAST_UNIT_SECONDS     = "150"
+    SCHEMATHESIS_COVERAGE = "false"
+  }
+  timeout             = "1500s"
+  egress              = "ALL_TRAFFIC"
+  network_id          = module.network.network_id
+  subnetwork_id       = module.network.subnetwork_id
+  deployer_email      = google_service_account.deployer.email
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+}
+
 
 # ---- The API domain -----------------------------------------------------------------------
 

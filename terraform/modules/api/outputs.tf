@@ -78,6 +78,11 @@ output "smoke_job" {
   value       = module.smoke.job_name
 }
 
+output "dast_job" {
+  description = "Cloud Run job that runs schemathesis against tagged revisions before traffic moves."
+  value       = module.dast.job_name
+}
+
 output "queues" {
   description = "Cloud Tasks queue ids."
   value       = module.tasks.queue_ids

@@ -172,6 +172,17 @@ variable "image" {
   }
 }
 
+variable "dast_image" {
+  description = "schemathesis image of the DAST job, pinned by digest (v4.28.0); cloudbuild.yaml's _DAST_IMAGE must name the same one (Cloud Build sets it before each run)."
+  type        = string
+  default     = "docker.io/schemathesis/schemathesis@sha256:0a71757c60ccdba270c154a859d9dd3d019625f782f23ab36ad604771e15f78b"
+
+  validation {
+    condition     = can(regex("@sha256:[a-f0-9]{64}$", var.dast_image))
+    error_message = "dast_image must be pinned by digest (IMAGE@sha256:...)."
+  }
+}
+
 variable "log_level" {
   description = "LOG_LEVEL of the units."
   type        = string
