@@ -48,6 +48,7 @@ from imangor.runtime import startup
 from imangor.runtime.context import Context
 from imangor.runtime.idempotency import answer_once
 from imangor.runtime.inputs import locate, read_inputs
+from imangor.runtime.outages import unavailable_dependency
 from imangor.runtime.responses import (
     finish_headers,
     is_preflight,
@@ -262,6 +263,16 @@ class Unit:
             metrics.count_error("IntegrityError", route)
             conflict = errors.Conflict("the change conflicts with existing data")
             return problem_response(conflict, request_id, instance=path)
+        dependency = unavailable_dependency(exc)
+        if dependency is not None:
+            # An outage, not a bug: one line (no traceback), and a 503 the client may retry
+            # (whatever the request did was rolled back).
+            log.warning(
+                "%s unavailable serving %s: %s: %s", dependency, path, type(exc).__name__, exc
+            )
+            metrics.count_error("DependencyUnavailable", route)
+            down = errors.ServiceUnavailable(f"{dependency} is unavailable; retry shortly")
+            return problem_response(down, request_id, instance=path)
         log.exception("unhandled error serving %s", path)
         metrics.count_error(type(exc).__name__, route)
         return problem_response(errors.InternalError(), request_id, instance=path)
