@@ -45,6 +45,7 @@ from imangor.registry import (
     endpoint_from_function,
 )
 from imangor.runtime import startup
+from imangor.runtime.bodies import REFUSED, BodyGuard
 from imangor.runtime.context import Context
 from imangor.runtime.idempotency import answer_once
 from imangor.runtime.inputs import locate, read_inputs
@@ -144,6 +145,7 @@ class Unit:
 
         handle.__name__ = handle.__qualname__ = self.name
         _answer_framework_paths(self.name, handle)
+        _guard_bodies(self.name, self.endpoint_for)
         startup.before_fork()  # the last line of a unit's module: gunicorn forks next
         return handle
 
@@ -154,6 +156,14 @@ class Unit:
         endpoints = self.registry.for_unit(self.name)
         rules = [Rule(e.werkzeug_rule, methods=[e.method], endpoint=e) for e in endpoints]
         return Map(rules, strict_slashes=False, merge_slashes=False)
+
+    def endpoint_for(self, method: str, path: str) -> Endpoint | None:
+        """The endpoint that serves `method path` here, if any."""
+        try:
+            endpoint, _ = self._routes.bind("localhost").match(path, method=method)
+        except HTTPException:
+            return None
+        return endpoint if isinstance(endpoint, Endpoint) else None
 
     def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -186,6 +196,11 @@ class Unit:
         endpoint: Endpoint | None = None
         try:
             try:
+                if (declared := request.environ.get(REFUSED)) is not None:
+                    limit = get_settings().max_body_bytes
+                    raise errors.PayloadTooLarge(
+                        f"the body is limited to {limit} bytes; this one declares {declared}"
+                    )
                 if is_preflight(request):
                     return self._preflight(request), route
                 endpoint, path_args = self._match(request)
@@ -292,6 +307,15 @@ def _answer_framework_paths(name: str, handle: Callable[[Request], Response]) ->
     if not has_app_context() or has_request_context() or current_app.name != name:
         return
     current_app.register_error_handler(404, lambda _exc: handle(current_request))
+
+
+def _guard_bodies(name: str, endpoint_for: Callable[[str, str], Endpoint | None]) -> None:
+    """Put `BodyGuard` in front of the app functions-framework builds for this unit (see
+    `runtime.bodies`), through Flask's documented middleware hook, `app.wsgi_app`. As for
+    `_answer_framework_paths`: only inside that app's context while the module loads."""
+    if not has_app_context() or has_request_context() or current_app.name != name:
+        return
+    current_app.wsgi_app = BodyGuard(current_app.wsgi_app, endpoint_for)  # type: ignore[method-assign]
 
 
 def _request_id(request: Request) -> str:
