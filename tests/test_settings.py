@@ -142,8 +142,9 @@ def test_the_database_socket_timeout_outlasts_statements_and_fits_every_unit(
     """PostgreSQL cancels a slow statement itself (the connection stays usable) before the
     socket gives up on it; and a request that meets a frozen database (the pool's wait, a
     pre-ping and one reconnect, each bounded) is answered before its unit's deadline."""
-    from imangor.registry import REGISTRY, unit_names
+    from imangor.registry import REGISTRY, load_all_units, unit_names
 
+    load_all_units()
     monkeypatch.setenv("DB_SOCKET_TIMEOUT", "15")
     with pytest.raises(ValidationError, match="DB_SOCKET_TIMEOUT must exceed"):
         Settings(_env_file=None)  # type: ignore[call-arg]
@@ -157,3 +158,20 @@ def test_the_database_socket_timeout_outlasts_statements_and_fits_every_unit(
         deploy = REGISTRY.deploys[unit]
         if "database" in deploy.needs:
             assert worst < deploy.timeout_seconds, unit
+
+
+def test_every_fail_open_or_closed_choice_is_a_documented_boolean_setting() -> None:
+    """Each rate limit names the setting that decides what it does while Redis is down."""
+    from imangor.registry import REGISTRY, RateLimit, load_all_units
+
+    load_all_units()
+    names = {"rate_limit_fail_closed"}
+    names |= {
+        e.rate_limit.fail_closed for e in REGISTRY.endpoints if isinstance(e.rate_limit, RateLimit)
+    }
+    names |= {"login_fail_closed", "recovery_fail_closed"}
+    assert "order_limit_fail_closed" in names
+    for name in names:
+        field = Settings.model_fields[name]
+        assert field.annotation is bool, name
+        assert field.description, name

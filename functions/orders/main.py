@@ -5,8 +5,9 @@ from imangor.schemas.common import PageQuery
 from imangor.schemas.orders import OrderIn, OrderOut, OrderPage, OrderPath
 
 unit = Unit("orders", Deploy(needs=("database", "redis", "tasks")))  # enqueues process_order
-# Placing orders takes stock: a tighter limit per customer than RATE_LIMIT_DEFAULT.
-PLACE_LIMIT = RateLimit(10, 60)
+# Placing orders takes stock: a tighter limit per customer than RATE_LIMIT_DEFAULT, whose
+# behaviour while Redis is down ORDER_LIMIT_FAIL_CLOSED decides.
+PLACE_LIMIT = RateLimit(10, 60, fail_closed="order_limit_fail_closed")
 
 
 @unit.post("/orders/", status=201, rate_limit=PLACE_LIMIT, errors=(409,), idempotent=True)

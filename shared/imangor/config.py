@@ -161,6 +161,21 @@ class Settings(BaseSettings):
     login_fail_closed: bool = Field(
         True, description="refuse logins (503) when Redis is down instead of skipping limits"
     )
+    recovery_fail_closed: bool = Field(
+        False,
+        description="refuse password recovery (503) when Redis is down instead of skipping its "
+        "limits (off: it only mails the account's owner)",
+    )
+    rate_limit_fail_closed: bool = Field(
+        False,
+        description="refuse requests (503) to endpoints with a rate limit when Redis is down "
+        "instead of serving them uncounted (off: a limiter outage is not an API outage)",
+    )
+    order_limit_fail_closed: bool = Field(
+        False,
+        description="refuse POST /orders/ (503) when Redis is down instead of skipping its "
+        "limit (off: stock stays exact either way; the limit only slows one customer)",
+    )
     google_client_ids: list[str] = Field(
         [], description="OAuth client ids accepted by POST /auth/google"
     )
