@@ -251,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                 ", ".join(stale),
             )
         server = make_dev_server(port, build_app())
-        dispatcher = LocalDispatcher(signer).start()
+        # How long a delivery may run before it is given again (Cloud Tasks' dispatch
+        # deadline); the fault suite shortens it so a dispatcher killed mid-task redelivers soon.
+        lease = float(os.environ.get("IMANGOR_TASK_LEASE_SECONDS", "60"))
+        dispatcher = LocalDispatcher(signer, lease_seconds=lease).start()
         stack.callback(dispatcher.stop)
         base = f"http://127.0.0.1:{server.port}"
         audience = get_settings().oidc_audience or base
