@@ -450,8 +450,10 @@ class Load:
             headers={**customer["auth"], "Idempotency-Key": order.key},
             timeout=timeout,
         )
-        if response is None or response.status_code in (429, 503):
-            return False  # not answered, or answered "not now": the same key again later
+        if response is None or response.status_code in (429, 500, 502, 503, 504):
+            # Not answered, "not now", or an error that may have come after the commit: the
+            # outcome is unknown until the same key is sent again.
+            return False
         with self.lock:
             order.status = response.status_code
             if response.status_code == 201:
