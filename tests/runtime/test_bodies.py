@@ -167,6 +167,35 @@ def test_the_dev_server_sends_100_continue_when_the_body_is_wanted(live_server: 
     assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 401 "), answer[:200]
 
 
+def test_an_upload_aborted_over_http_is_one_info_line(
+    live_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _abort_upload(live_server)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not _lines(caplog, "POST /auth/register"):
+        time.sleep(0.05)
+    assert [(r.levelname, r.getMessage()) for r in _lines(caplog, "/auth/register")] == [
+        ("INFO", "POST /auth/register 400")
+    ]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def _lines(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    # werkzeug's own access line is make dev's to silence (it does: WARNING and up only)
+    return [r for r in caplog.records if text in r.getMessage() and r.name != "werkzeug"]
+
+
+def _abort_upload(base: str) -> None:
+    """Declare 5000 bytes of JSON, send 100, hang up."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000\r\n\r\n" + b"{" * 100
+        )
+        time.sleep(0.2)
+
+
 # -- under gunicorn, as production runs a unit ----------------------------------------------
 
 
@@ -181,9 +210,11 @@ def _pss(pid: int) -> int:
     return total
 
 
-@pytest.fixture
-def health_unit(services: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The health unit as Cloud Run runs it: functions-framework (gunicorn), 4 threads."""
+@contextlib.contextmanager
+def _serve(
+    unit: str, services: dict[str, str], output: Any = subprocess.DEVNULL
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A unit as Cloud Run runs it: functions-framework (gunicorn), 4 threads."""
     from tests.test_local_stack import _bare_env, _wait_http
 
     port = _free_port()
@@ -192,19 +223,38 @@ def health_unit(services: dict[str, str]) -> Iterator[tuple[str, subprocess.Pope
     )
     command = [
         str(Path(sys.executable).parent / "functions-framework"),
-        *("--source", "functions/health/main.py", "--target", "health"),
+        *("--source", f"functions/{unit}/main.py", "--target", unit),
         *("--host", "127.0.0.1", "--port", str(port)),
     ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
     try:
         base = f"http://127.0.0.1:{port}"
-        assert _wait_http(f"{base}/health").status_code == 200
+        assert _wait_http(f"{base}/no-such-path").status_code == 404
         yield base, process
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture
+def health_unit(services: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with _serve("health", services) as served:
+        yield served
+
+
+@pytest.mark.slow
+def test_an_upload_aborted_under_gunicorn_is_one_info_line(
+    services: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "auth.log"
+    with log.open("wb") as output, _serve("auth", services, output) as (base, _):
+        _abort_upload(base)
+        time.sleep(1.0)
+    text = log.read_text()
+    lines = [line for line in text.splitlines() if "/auth/register" in line]
+    assert len(lines) == 1, text
+    assert '"severity": "INFO"' in lines[0] and "POST /auth/register 400" in lines[0]
+    assert "Traceback" not in text and '"severity": "ERROR"' not in text, text
 
 
 def _upload(base: str, size: int, *, chunked: bool, outcome: list[str]) -> None:
