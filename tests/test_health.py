@@ -34,6 +34,7 @@ def test_ready_is_503_naming_what_is_down(client: Client, monkeypatch: pytest.Mo
         get_settings.cache_clear()
         reset_redis()
     assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
     body = response.json
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["redis"].startswith("down")

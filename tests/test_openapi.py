@@ -132,3 +132,32 @@ def test_new_passwords_are_documented_with_the_minimum_length(client: Client) ->
     assert schemas["ResetIn"]["properties"]["new_password"]["minLength"] == minimum
     assert schemas["PasswordChangeIn"]["properties"]["new_password"]["minLength"] == minimum
     assert schemas["TokenIn"]["properties"]["password"]["minLength"] == 1  # signing in: any
+
+
+def test_every_operation_that_reaches_the_database_or_redis_documents_503() -> None:
+    from imangor.registry import REGISTRY
+    from infra.generate import derived_files
+
+    document = json.loads(next(iter(derived_files().values())))
+    responses = {
+        f"{method.upper()} {path}": operation["responses"]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    for endpoint in REGISTRY.endpoints:
+        if endpoint.raw:
+            continue
+        needs = REGISTRY.deploys[endpoint.unit].needs
+        answers = responses[f"{endpoint.method} {endpoint.path}"]
+        reaches = bool({"database", "redis"} & set(needs)) and not (
+            endpoint.access == "public" and endpoint.rate_limit == "off"
+        )
+        if reaches:
+            assert "503" in answers, endpoint.path
+    assert "503" in responses["POST /orders/"]
+    assert "503" in responses["POST /auth/token"]
+    assert "503" in responses["GET /ready"]
+    assert "503" not in responses["GET /health"]  # touches nothing
+    for code in ("429", "503"):
+        header = responses["POST /orders/"][code]["headers"]["Retry-After"]
+        assert header["schema"] == {"type": "integer", "minimum": 1}

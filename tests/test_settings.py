@@ -134,3 +134,47 @@ def test_production_refuses_a_weak_first_admin_password() -> None:
             Settings(_env_file=None, **strong, first_admin_password=weak)  # type: ignore[arg-type]
         assert f"'{weak}'" not in str(raised.value.errors(include_input=False))
     Settings(_env_file=None, **strong, first_admin_password="a long admin passphrase")  # type: ignore[arg-type]
+
+
+def test_the_database_socket_timeout_outlasts_statements_and_fits_every_unit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL cancels a slow statement itself (the connection stays usable) before the
+    socket gives up on it; and a request that meets a frozen database (the pool's wait, a
+    pre-ping and one reconnect, each bounded) is answered before its unit's deadline."""
+    from imangor.registry import REGISTRY, load_all_units, unit_names
+
+    load_all_units()
+    monkeypatch.setenv("DB_SOCKET_TIMEOUT", "15")
+    with pytest.raises(ValidationError, match="DB_SOCKET_TIMEOUT must exceed"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "0")  # no statement limit: any timeout
+    assert Settings(_env_file=None).db_socket_timeout == 15  # type: ignore[call-arg]
+    monkeypatch.delenv("DB_SOCKET_TIMEOUT")
+    monkeypatch.delenv("DB_STATEMENT_TIMEOUT_MS")
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    worst = defaults.db_pool_timeout + 2 * defaults.db_socket_timeout
+    for unit in unit_names():
+        deploy = REGISTRY.deploys[unit]
+        if "database" in deploy.needs:
+            assert worst < deploy.timeout_seconds, unit
+
+
+def test_every_fail_open_or_closed_choice_is_a_documented_boolean_setting() -> None:
+    """Each rate limit names the setting that decides what it does while Redis is down."""
+    from imangor.ratelimit import fail_closed_setting
+    from imangor.registry import REGISTRY, RateLimit, load_all_units
+
+    load_all_units()
+    names = {"rate_limit_fail_closed"}
+    for e in REGISTRY.endpoints:
+        if isinstance(e.rate_limit, RateLimit):
+            names.add(e.rate_limit.fail_closed)
+        elif e.rate_limit != "off":
+            names.add(fail_closed_setting(e.rate_limit))
+    names |= {"login_fail_closed", "recovery_fail_closed"}
+    assert "order_limit_fail_closed" in names
+    for name in names:
+        field = Settings.model_fields[name]
+        assert field.annotation is bool, name
+        assert field.description, name

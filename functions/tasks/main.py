@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from imangor.schemas.common import Input, Output
+from imangor.schemas.common import Input, Output, PlainInt
 from imangor.schemas.tasks import PasswordRecovery, ProcessOrder, ProcessUpload, SendEmail
 from imangor.tasks import task
 
@@ -37,8 +37,8 @@ class Envelope(Input):
 
 
 class DeliveryHeaders(Input):
-    retry_count: int = Field(0, ge=0, alias="X-CloudTasks-TaskRetryCount")
-    execution_count: int = Field(0, ge=0, alias="X-CloudTasks-TaskExecutionCount")
+    retry_count: PlainInt = Field(0, ge=0, alias="X-CloudTasks-TaskRetryCount")
+    execution_count: PlainInt = Field(0, ge=0, alias="X-CloudTasks-TaskExecutionCount")
     task_name: str | None = Field(None, alias="X-CloudTasks-TaskName", max_length=500)
     queue_name: str | None = Field(None, alias="X-CloudTasks-QueueName", max_length=100)
 

@@ -97,9 +97,23 @@ class Settings(BaseSettings):
     )
     db_pool_recycle: int = Field(1800, ge=30, description="seconds before a connection is renewed")
     db_statement_timeout_ms: int = Field(15000, ge=0, description="per-statement limit, 0 = none")
+    db_socket_timeout: float = Field(
+        20.0,
+        gt=0,
+        le=120,
+        description="seconds a database connect or read may wait before the request gets a 503 "
+        "(above the statement timeout; with DB_POOL_TIMEOUT, a pre-ping and a reconnect, "
+        "below the units' request timeout)",
+    )
 
     redis_url: str | None = Field(None, description="redis://host:port/db; none = embedded")
     redis_timeout: float = Field(0.5, gt=0, le=60, description="socket timeout of Redis calls (s)")
+    retry_after_seconds: int = Field(
+        5,
+        ge=1,
+        le=3600,
+        description="Retry-After of a 503 (a dependency unavailable) that does not set its own",
+    )
 
     cors_origins: list[str] = Field(
         [], description='allowed origins, JSON list, e.g. ["https://app.x"]'
@@ -158,6 +172,21 @@ class Settings(BaseSettings):
     )
     login_fail_closed: bool = Field(
         True, description="refuse logins (503) when Redis is down instead of skipping limits"
+    )
+    recovery_fail_closed: bool = Field(
+        False,
+        description="refuse password recovery (503) when Redis is down instead of skipping its "
+        "limits (off: it only mails the account's owner)",
+    )
+    rate_limit_fail_closed: bool = Field(
+        False,
+        description="refuse requests (503) to endpoints with a rate limit when Redis is down "
+        "instead of serving them uncounted (off: a limiter outage is not an API outage)",
+    )
+    order_limit_fail_closed: bool = Field(
+        False,
+        description="refuse POST /orders/ (503) when Redis is down instead of skipping its "
+        "limit (off: stock stays exact either way; the limit only slows one customer)",
     )
     google_client_ids: list[str] = Field(
         [], description="OAuth client ids accepted by POST /auth/google"
@@ -249,6 +278,15 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must look like redis://host:port/db")
         return value
+
+    @model_validator(mode="after")
+    def _socket_outlasts_statements(self) -> Settings:
+        # PostgreSQL cancels a slow statement itself and the connection stays usable; a
+        # socket timeout first would break the connection instead.
+        statement = self.db_statement_timeout_ms
+        if statement and self.db_socket_timeout * 1000 <= statement:
+            raise ValueError("DB_SOCKET_TIMEOUT must exceed DB_STATEMENT_TIMEOUT_MS")
+        return self
 
     @model_validator(mode="after")
     def _secrets_are_real_outside_local(self) -> Settings:

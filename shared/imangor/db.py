@@ -4,6 +4,10 @@ The engine is built lazily from `DATABASE_URL` (pg8000) or, when `INSTANCE_CONNE
 set, from the Cloud SQL Python Connector, which is imported only then (≈1.4 s of import).
 The pool is small because every serverless instance has its own; Terraform bounds instances so
 that all pools together fit Cloud SQL's max_connections.
+
+Every connection has a socket timeout (`DB_SOCKET_TIMEOUT`, on connect and on every read), so a
+database that stops answering (frozen, partitioned, failing over) costs a request at most that
+long before the runtime answers 503, and the broken connection is discarded, never reused.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from imangor.config import SSL_KEYS, Settings, database_tls, get_settings
@@ -55,15 +59,25 @@ def ssl_connect_args(plain_url: str) -> dict[str, Any]:
     return {"ssl_context": context}
 
 
-def _cloud_sql_creator(settings: Settings) -> Any:
-    from google.cloud.sql.connector import Connector, IPTypes
+def _cloud_sql_creator(settings: Settings, connector: Any = None) -> Any:
+    """The pool's `creator` through the Cloud SQL connector, with `DB_SOCKET_TIMEOUT` on the
+    connect and on every read: the connector opens its socket without a timeout and waits for
+    it without one, and pg8000 leaves a socket it is handed as it is (its `timeout=` applies
+    only to sockets it opens itself)."""
+    if connector is None:
+        from google.cloud.sql.connector import Connector, IPTypes
 
+        ip_type = IPTypes[settings.db_ip_type.upper()]
+        connector = Connector(refresh_strategy="lazy", ip_type=ip_type)
     instance = settings.instance_connection_name or ""
-    connector = Connector(refresh_strategy="lazy", ip_type=IPTypes[settings.db_ip_type.upper()])
     password = settings.db_password.get_secret_value() if settings.db_password else None
+    timeout = settings.db_socket_timeout
+    waiting = _ConnectWaiter()
 
     def connect() -> Any:
-        return connector.connect(
+        connection = waiting.call(
+            timeout,
+            connector.connect,
             instance,
             "pg8000",
             user=settings.db_user,
@@ -71,9 +85,49 @@ def _cloud_sql_creator(settings: Settings) -> Any:
             db=settings.db_name,
             enable_iam_auth=settings.db_iam_auth,
             startup_params=_startup_params(settings),
+            timeout=timeout,
         )
+        set_read_timeout(connection, timeout)
+        return connection
 
     return connect
+
+
+class _ConnectWaiter:
+    """Runs a blocking connect on a helper thread and gives up waiting after a timeout
+    (TimeoutError): the request is answered meanwhile; a connection that arrives after all
+    is closed, never leaked."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="db-connect")
+
+    def call(self, wait: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import TimeoutError as Pending
+
+        future = self._pool.submit(func, *args, **kwargs)
+        try:
+            return future.result(wait)
+        except Pending:
+            future.add_done_callback(_close_late_connection)
+            raise TimeoutError(f"no database connection within {wait:g} s") from None
+
+
+def _close_late_connection(future: Any) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    try:
+        future.result().close()
+    except Exception as exc:  # it arrived late and broken: nothing left to do
+        log.info("closing a connection that arrived after its timeout failed: %s", exc)
+
+
+def set_read_timeout(connection: Any, timeout: float) -> None:
+    """Give a pg8000 connection made on a socket handed to it (the Cloud SQL connector's) a
+    read timeout, as pg8000 gives the sockets it opens itself. pg8000 keeps that socket as
+    `_usock` and reads through a file made from it, which honours the socket's timeout."""
+    connection._usock.settimeout(timeout)
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -89,12 +143,28 @@ def build_engine(settings: Settings) -> Engine:
         "hide_parameters": True,
     }
     if settings.instance_connection_name:
-        return create_engine("postgresql+pg8000://", creator=_cloud_sql_creator(settings), **pool)
-    if settings.database_url:
+        creator = _cloud_sql_creator(settings)
+        engine = create_engine("postgresql+pg8000://", creator=creator, **pool)
+    elif settings.database_url:
         url = settings.database_url
-        connect_args = {**ssl_connect_args(url), "startup_params": _startup_params(settings)}
-        return create_engine(sqlalchemy_url(url), connect_args=connect_args, **pool)
-    raise RuntimeError("no database configured: set DATABASE_URL or INSTANCE_CONNECTION_NAME")
+        connect_args = {
+            **ssl_connect_args(url),
+            "startup_params": _startup_params(settings),
+            "timeout": settings.db_socket_timeout,  # pg8000: on connect and on every read
+        }
+        engine = create_engine(sqlalchemy_url(url), connect_args=connect_args, **pool)
+    else:
+        raise RuntimeError("no database configured: set DATABASE_URL or INSTANCE_CONNECTION_NAME")
+    event.listen(engine, "handle_error", _socket_errors_disconnect)
+    return engine
+
+
+def _socket_errors_disconnect(context: ExceptionContext) -> None:
+    """A socket error pg8000 lets through unwrapped (a read timeout on the first byte of a
+    reply is a bare TimeoutError) leaves the connection mid-reply: discard it, as SQLAlchemy
+    discards one that pg8000 reports broken, so the pool never hands it out again."""
+    if isinstance(context.original_exception, OSError):
+        context.is_disconnect = True
 
 
 def _startup_params(settings: Settings) -> dict[str, str]:

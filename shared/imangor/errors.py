@@ -35,6 +35,16 @@ class BadRequest(AppError):
     """The request cannot be read at all (malformed JSON, undecodable body)."""
 
 
+class IncompleteBody(BadRequest):
+    """The client stopped sending before the end of the body it declared (an aborted upload):
+    the answer likely reaches nobody, but the log gets one line, not a traceback."""
+
+    slug = "incomplete-body"
+
+    def __init__(self) -> None:
+        super().__init__("the body ended before its declared Content-Length")
+
+
 class HTTPStatusError(AppError):
     """A client error werkzeug raised inside an endpoint (send_from_directory's 404, a 416 for
     a range past the end of a file), answered with its own status and headers."""

@@ -89,6 +89,23 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class DeadConnectionNoise(logging.Filter):
+    """SQLAlchemy's pool logs an ERROR with a traceback whenever closing or resetting a
+    connection fails because the connection is already dead: during a database outage, one
+    per pooled connection, beside the request's own line saying the database is down. Those
+    become one WARNING line each; any other pool error keeps its level and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("sqlalchemy.pool") or not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        if isinstance(error, OSError) or type(error).__module__.startswith("pg8000"):
+            record.msg, record.args = f"{record.getMessage()}: {type(error).__name__}: {error}", ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 _configured = False
 
 
@@ -102,6 +119,7 @@ def configure_logging(
         return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(TextFormatter() if text else CloudLoggingFormatter(project))
+    handler.addFilter(DeadConnectionNoise())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

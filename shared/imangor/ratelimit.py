@@ -1,8 +1,11 @@
 """Rate limits: an atomic sliding-window log per caller and endpoint, kept in Redis.
 
-The caller is the signed-in user (or API key), else the client IP. When Redis is unreachable
-the limit is skipped (fail-open) and a warning is logged: an outage of the limiter must not
-become an outage of the API. Endpoints that must fail closed say so (`fail_closed=True`).
+The caller is the signed-in user (or API key), else the client IP. What happens while Redis is
+unreachable is a setting, never an accident: each limit names the boolean setting that
+decides (`RateLimit.fail_closed`: RATE_LIMIT_FAIL_CLOSED unless it names another, such as
+ORDER_LIMIT_FAIL_CLOSED), and sign-in and recovery have LOGIN_FAIL_CLOSED and
+RECOVERY_FAIL_CLOSED. Closed, the request is refused with a 503 (with Retry-After); open, it
+is served uncounted and a warning is logged.
 """
 
 from __future__ import annotations
@@ -78,11 +81,13 @@ def enforce(endpoint: Endpoint, principal: Principal | None, client_ip: str) -> 
     if rule == "off":
         return {}
     if isinstance(rule, str):
-        rule = RateLimit.parse(getattr(get_settings(), rule))
+        parsed = RateLimit.parse(getattr(get_settings(), rule))
+        rule = RateLimit(parsed.limit, parsed.window, fail_closed=fail_closed_setting(rule))
     key = f"{endpoint.method}:{endpoint.path}:{_caller(principal, client_ip)}"
     headers = {"RateLimit-Limit": str(rule.limit)}
+    fail_closed = bool(getattr(get_settings(), rule.fail_closed))
     try:
-        remaining, reset = hit(key, rule.limit, rule.window)
+        remaining, reset = hit(key, rule.limit, rule.window, fail_closed=fail_closed)
     except RateLimited as exc:
         exc.headers.update(
             headers, **{"RateLimit-Remaining": "0", "RateLimit-Reset": exc.headers["Retry-After"]}
@@ -90,6 +95,16 @@ def enforce(endpoint: Endpoint, principal: Principal | None, client_ip: str) -> 
         raise
     headers.update({"RateLimit-Remaining": str(remaining), "RateLimit-Reset": str(reset)})
     return headers
+
+
+def fail_closed_setting(limit_setting: str) -> str:
+    """The boolean setting that decides what the limit held in setting X does while Redis
+    is down: X_FAIL_CLOSED when there is one (ORDER_LIMIT_FAIL_CLOSED), else
+    RATE_LIMIT_FAIL_CLOSED."""
+    from imangor.config import Settings
+
+    own = f"{limit_setting}_fail_closed"
+    return own if own in Settings.model_fields else "rate_limit_fail_closed"
 
 
 def _caller(principal: Principal | None, client_ip: str) -> str:
@@ -104,8 +119,8 @@ def limit_attempts(action: str, account: str, client_ip: str) -> None:
     """Brute-force guard for sign-in and recovery: per account and per client IP.
 
     Login fails closed when Redis is down (LOGIN_FAIL_CLOSED, default on): a limiter outage
-    must not turn into unlimited password guessing. Recovery always fails open: it only
-    sends mail to the account's owner.
+    must not turn into unlimited password guessing. Recovery fails open by default
+    (RECOVERY_FAIL_CLOSED off): it only sends mail to the account's owner.
     """
     from imangor.config import get_settings
     from imangor.registry import RateLimit
@@ -116,7 +131,7 @@ def limit_attempts(action: str, account: str, client_ip: str) -> None:
         fail_closed = settings.login_fail_closed
     else:
         per_account, per_ip = settings.recovery_limit_per_account, settings.recovery_limit_per_ip
-        fail_closed = False
+        fail_closed = settings.recovery_fail_closed
     account_key = hashlib.sha256(account.encode()).hexdigest()[:32]  # no e-mails in Redis
     for key, rule in (
         (f"{action}:acct:{account_key}", per_account),

@@ -39,6 +39,10 @@ class RateLimit:
 
     limit: int
     window: int
+    # While Redis (which counts) is unreachable, the boolean setting named here decides
+    # whether requests are refused (503) or let through uncounted; RATE_LIMIT_FAIL_CLOSED
+    # decides for a limit that names none.
+    fail_closed: str = "rate_limit_fail_closed"
 
     @classmethod
     def parse(cls, text: str) -> RateLimit:

@@ -328,6 +328,43 @@ def test_confirmed_orders_can_still_be_cancelled(
 # -- limits and bad input --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("orders_closed", "others_closed"), [("true", "false"), ("false", "true")])
+def test_what_limits_do_while_redis_is_down_is_a_setting(
+    client: Client,
+    customer: Any,
+    make_product: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    orders_closed: str,
+    others_closed: str,
+) -> None:
+    """ORDER_LIMIT_FAIL_CLOSED decides for placing orders, RATE_LIMIT_FAIL_CLOSED for every
+    other limited endpoint; closed is a 503 with Retry-After, open serves uncounted."""
+    from imangor.config import get_settings
+    from imangor.redis_client import reset_redis
+
+    product = make_product(stock=100)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # a real, closed port
+    monkeypatch.setenv("ORDER_LIMIT_FAIL_CLOSED", orders_closed)
+    monkeypatch.setenv("RATE_LIMIT_FAIL_CLOSED", others_closed)
+    get_settings.cache_clear()
+    reset_redis()
+    try:
+        placed = [order(client, customer, product) for _ in range(12)]  # over the 10/60 limit
+        listed = client.get("/orders/", headers=customer.headers)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        reset_redis()
+    refused, served = (placed[-1], listed) if orders_closed == "true" else (listed, placed[-1])
+    assert refused.status_code == 503
+    assert "rate limiting is unavailable" in refused.json["detail"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert served.status_code in (200, 201)
+    if orders_closed == "false":
+        assert {r.status_code for r in placed} == {201}  # served uncounted, as chosen
+        assert stock(product) == 88
+
+
 def test_placing_orders_has_a_tighter_rate_limit(
     client: Client, customer: Any, make_product: Any
 ) -> None:

@@ -306,6 +306,27 @@ def test_login_when_redis_is_down(
     assert response.status_code == expected
 
 
+@pytest.mark.parametrize(("fail_closed", "expected"), [("true", 503), ("false", 202)])
+def test_recovery_when_redis_is_down(
+    client: Client, monkeypatch: pytest.MonkeyPatch, fail_closed: str, expected: int
+) -> None:
+    from imangor.redis_client import reset_redis
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # a real, closed port
+    monkeypatch.setenv("RECOVERY_FAIL_CLOSED", fail_closed)
+    get_settings.cache_clear()
+    reset_redis()
+    try:
+        response = client.post("/auth/password-recovery", json={"email": "u@example.com"})
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        reset_redis()
+    assert response.status_code == expected
+    if expected == 503:
+        assert int(response.headers["Retry-After"]) >= 1
+
+
 def test_changing_the_email_takes_the_password_and_tells_the_old_address(
     client: Client, make_account: Any
 ) -> None:

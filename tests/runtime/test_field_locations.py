@@ -50,7 +50,10 @@ CASES: dict[str, tuple[Call, str, list[dict[str, Any]]]] = {
     "new password that breaks the policy": (
         lambda c, me: c.post(
             "/users/me/password",
-            json={"current_password": me.password, "new_password": "short"},
+            json={
+                "current_password": me.password,
+                "new_password": "short",  # pragma: allowlist secret
+            },
             headers=me.headers,
         ),
         "the password must be at least 10 characters",
@@ -131,3 +134,41 @@ def test_a_service_field_error_reaches_the_client_where_the_field_was(
     assert body["errors"] == expected
     assert body["title"] == "Unprocessable Content"
     assert body["type"] == "https://imangor.dev/problems/validation-failed"
+
+
+@pytest.mark.parametrize("written", ["1.0", "1_0", "+5", " 5", "5 ", "0x5", "\uff15", "1e1"])
+def test_integer_query_parameters_are_plain_integers(client: Any, written: str) -> None:
+    from urllib.parse import quote
+
+    response = client.get(f"/products/?limit={quote(written)}")
+    assert response.status_code == 422, written
+    (error,) = response.json["errors"]
+    assert error["loc"] == ["query", "limit"]
+    assert "plain integer" in error["message"]
+
+
+def test_a_plain_integer_query_parameter_is_taken(client: Any) -> None:
+    assert client.get("/products/?limit=5").status_code == 200
+    assert client.get("/products/?limit=007").status_code == 200
+
+
+def test_every_integer_query_path_or_header_field_is_a_plain_integer() -> None:
+    """Query, path and header values arrive as text: each integer field among them takes
+    only plain digits (PlainInt), so a new one cannot slip back to pydantic's lax parsing."""
+    import typing
+
+    from imangor.registry import REGISTRY, load_all_units
+    from imangor.schemas.common import plain_integer
+
+    load_all_units()
+    loose = []
+    for endpoint in REGISTRY.endpoints:
+        for source, model in endpoint.inputs.items():
+            if source == "body":
+                continue
+            for name, field in model.model_fields.items():
+                kinds = {field.annotation, *typing.get_args(field.annotation)}
+                plain = any(getattr(m, "func", None) is plain_integer for m in field.metadata)
+                if int in kinds and not plain:
+                    loose.append(f"{endpoint.method} {endpoint.path}: {source}.{name}")
+    assert loose == []

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from imangor import errors
 from imangor.config import get_settings
 from imangor.registry import FORM, Endpoint
+from imangor.runtime.bodies import INCOMPLETE
 from imangor.runtime.idempotency import IdempotencyHeaders
 
 
@@ -113,6 +114,8 @@ def _read_body(endpoint: Endpoint, request: Request) -> Any:
     if media not in endpoint.media_types:
         raise errors.UnsupportedMediaType(f"send the body as {' or '.join(endpoint.media_types)}")
     data = request.stream.read(limit + 1)
+    if request.environ.get(INCOMPLETE):
+        raise errors.IncompleteBody()
     if len(data) > limit:
         raise errors.PayloadTooLarge(f"the body is limited to {limit} bytes")
     try:

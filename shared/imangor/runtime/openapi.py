@@ -39,6 +39,11 @@ ERROR_TEXT = {
     500: "Unexpected error",
     503: "A dependency is unavailable; retry later",
 }
+RETRY_AFTER = {
+    "description": "seconds to wait before retrying",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 # The order a newcomer walks the API in: sign in first, the internal targets last.
@@ -131,7 +136,8 @@ def build_openapi(
 
     paths: dict[str, dict[str, Any]] = {}
     for e in sorted(endpoints, key=lambda e: (e.path, e.method)):
-        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, keys, schemas)
+        operation = _operation(e, keys, schemas, registry)
+        paths.setdefault(e.path, {})[e.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": guide()},
@@ -141,7 +147,9 @@ def build_openapi(
     }
 
 
-def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any], registry: Registry
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": e.name,
         "summary": e.summary,
@@ -175,7 +183,7 @@ def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> di
             "required": True,
             "content": {media: {"schema": ref} for media in e.media_types},
         }
-    op["responses"] = _responses(e, keys)
+    op["responses"] = _responses(e, keys, registry)
     if e.access == "service":
         op["security"] = [{"googleOidc": []}]
     elif e.access != "public":
@@ -207,7 +215,7 @@ def _inputs(e: Endpoint) -> list[tuple[str, type[BaseModel]]]:
     return inputs
 
 
-def _responses(e: Endpoint, keys: dict[Any, Any]) -> dict[str, Any]:
+def _responses(e: Endpoint, keys: dict[Any, Any], registry: Registry) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     if e.response is not None:
         responses[str(e.status)] = {
@@ -227,10 +235,25 @@ def _responses(e: Endpoint, keys: dict[Any, Any]) -> dict[str, Any]:
         codes.update({401, 403})
     if e.rate_limit != "off":
         codes.add(429)
+    if uses_dependencies(e, registry):
+        codes.add(503)
     problem = {"application/problem+json": {"schema": keys[(Problem, "serialization")]}}
     for code in sorted(codes):
         responses[str(code)] = {"description": ERROR_TEXT[code], "content": problem}
+        if code in (429, 503):
+            responses[str(code)]["headers"] = {"Retry-After": RETRY_AFTER}
     return responses
+
+
+def uses_dependencies(e: Endpoint, registry: Registry) -> bool:
+    """Whether an operation can meet a database or Redis outage, answered 503 (`Retry-After`):
+    every endpoint of a unit that needs either, except a public one without a rate limit,
+    which reaches neither unless it says so itself (`errors=(503,)`, as GET /ready does)."""
+    deploy = registry.deploys.get(e.unit)
+    needs = set(deploy.needs) if deploy is not None else set()
+    if not needs & {"database", "redis"}:
+        return False
+    return not (e.access == "public" and e.rate_limit == "off")
 
 
 def _resolve(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:

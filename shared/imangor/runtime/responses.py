@@ -76,6 +76,10 @@ def problem_response(exc: errors.AppError, request_id: str, *, instance: str) ->
         document["errors"] = [_error_entry(problem) for problem in exc.problems]
     response = Response(json.dumps(document, default=str), status=status, mimetype=PROBLEM_JSON)
     response.headers.update(exc.headers)
+    if status in (429, 503) and "Retry-After" not in response.headers:
+        # RFC 9110 §10.2.3: when to come back. A 429 names its window; a 503 that does not
+        # know better says RETRY_AFTER_SECONDS.
+        response.headers["Retry-After"] = str(get_settings().retry_after_seconds)
     return response
 
 

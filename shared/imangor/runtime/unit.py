@@ -46,9 +46,11 @@ from imangor.registry import (
     endpoint_from_function,
 )
 from imangor.runtime import probes, startup
+from imangor.runtime.bodies import REFUSED, BodyGuard
 from imangor.runtime.context import Context
 from imangor.runtime.idempotency import answer_once
 from imangor.runtime.inputs import locate, read_inputs
+from imangor.runtime.outages import unavailable_dependency
 from imangor.runtime.responses import (
     finish_headers,
     is_preflight,
@@ -147,6 +149,7 @@ class Unit:
 
         handle.__name__ = handle.__qualname__ = self.name
         _answer_framework_paths(self.name, handle)
+        _guard_bodies(self.name, self.endpoint_for)
         startup.before_fork()  # the last line of a unit's module: gunicorn forks next
         return handle
 
@@ -166,6 +169,14 @@ class Unit:
         if own & set(probes.PATHS):
             return None
         return tuple(self.registry.deploys[self.name].needs)
+
+    def endpoint_for(self, method: str, path: str) -> Endpoint | None:
+        """The endpoint that serves `method path` here, if any."""
+        try:
+            endpoint, _ = self._routes.bind("localhost").match(path, method=method)
+        except HTTPException:
+            return None
+        return endpoint if isinstance(endpoint, Endpoint) else None
 
     def handle(self, request: Request) -> Response:
         if (
@@ -203,6 +214,11 @@ class Unit:
         endpoint: Endpoint | None = None
         try:
             try:
+                if (declared := request.environ.get(REFUSED)) is not None:
+                    limit = get_settings().max_body_bytes
+                    raise errors.PayloadTooLarge(
+                        f"the body is limited to {limit} bytes; this one declares {declared}"
+                    )
                 if is_preflight(request):
                     return self._preflight(request), route
                 endpoint, path_args = self._match(request)
@@ -280,6 +296,16 @@ class Unit:
             metrics.count_error("IntegrityError", route)
             conflict = errors.Conflict("the change conflicts with existing data")
             return problem_response(conflict, request_id, instance=path)
+        dependency = unavailable_dependency(exc)
+        if dependency is not None:
+            # An outage, not a bug: one line (no traceback), and a 503 the client may retry
+            # (whatever the request did was rolled back).
+            log.warning(
+                "%s unavailable serving %s: %s: %s", dependency, path, type(exc).__name__, exc
+            )
+            metrics.count_error("DependencyUnavailable", route)
+            down = errors.ServiceUnavailable(f"{dependency} is unavailable; retry shortly")
+            return problem_response(down, request_id, instance=path)
         log.exception("unhandled error serving %s", path)
         metrics.count_error(type(exc).__name__, route)
         return problem_response(errors.InternalError(), request_id, instance=path)
@@ -299,6 +325,15 @@ def _answer_framework_paths(name: str, handle: Callable[[Request], Response]) ->
     if not has_app_context() or has_request_context() or current_app.name != name:
         return
     current_app.register_error_handler(404, lambda _exc: handle(current_request))
+
+
+def _guard_bodies(name: str, endpoint_for: Callable[[str, str], Endpoint | None]) -> None:
+    """Put `BodyGuard` in front of the app functions-framework builds for this unit (see
+    `runtime.bodies`), through Flask's documented middleware hook, `app.wsgi_app`. As for
+    `_answer_framework_paths`: only inside that app's context while the module loads."""
+    if not has_app_context() or has_request_context() or current_app.name != name:
+        return
+    current_app.wsgi_app = BodyGuard(current_app.wsgi_app, endpoint_for)  # type: ignore[method-assign]
 
 
 def _request_id(request: Request) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+import re
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -30,8 +31,25 @@ class Page(Output, Generic[T]):
     next_cursor: str | None = None
 
 
+_PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+def plain_integer(value: Any) -> Any:
+    """A query or header value as an integer only when it is written as one: an optional
+    minus and ASCII digits. pydantic (like Python's int()) also takes "1.0", "1_0", "+5",
+    " 5 " and other scripts' digits, which no client means as a page size."""
+    if isinstance(value, str) and not _PLAIN_INTEGER.fullmatch(value):
+        raise ValueError("must be a plain integer (digits only, e.g. 20)")
+    return value
+
+
+# The integer type of every query and header field: a string is parsed only when it is plain
+# digits (the OpenAPI schema is still {"type": "integer"}).
+PlainInt = Annotated[int, BeforeValidator(plain_integer)]
+
+
 class PageQuery(Input):
-    limit: int = Field(20, ge=1, le=100, description="page size")
+    limit: PlainInt = Field(20, ge=1, le=100, description="page size")
     cursor: str | None = Field(None, max_length=512, description="opaque; from next_cursor")
 
 

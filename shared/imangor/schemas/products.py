@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from imangor.schemas.common import Input, Output, Page, PageQuery
+from imangor.schemas.common import Input, Output, Page, PageQuery, PlainInt
 
 MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
 MAX_STOCK = 1_000_000_000
@@ -217,7 +217,7 @@ class ProductQuery(PageQuery):
 
 class ReportQuery(PageQuery):
     category: Slug
-    min_orders: int = Field(0, ge=0, le=1_000_000, description="keep products with this many")
+    min_orders: PlainInt = Field(0, ge=0, le=1_000_000, description="keep products with this many")
 
 
 class ProductOrderCount(Output):
