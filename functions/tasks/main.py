@@ -16,7 +16,13 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from imangor.schemas.common import Input, Output
-from imangor.schemas.tasks import PasswordRecovery, ProcessOrder, ProcessUpload, SendEmail
+from imangor.schemas.tasks import (
+    BumpCache,
+    PasswordRecovery,
+    ProcessOrder,
+    ProcessUpload,
+    SendEmail,
+)
 from imangor.tasks import task
 
 unit = Unit(
@@ -121,3 +127,12 @@ def process_upload(payload: ProcessUpload, session: Session) -> dict[str, Any]:
 
 
 tasks = unit.entry_point()
+
+
+@task
+def bump_cache(payload: BumpCache) -> dict[str, Any]:
+    """Bump cache namespaces whose bump Redis missed after a write (retried until Redis
+    answers, so the cache never outlives the write by more than a few seconds)."""
+    from imangor.tasks.bumps import bump_now
+
+    return bump_now(list(payload.namespaces), payload.committed_at)
