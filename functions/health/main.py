@@ -26,7 +26,7 @@ def liveness() -> Health:
     return Health(status="ok")
 
 
-@unit.get("/ready", access="public", rate_limit="off")
+@unit.get("/ready", access="public", rate_limit="off", errors=(503,))
 def readiness() -> Readiness:
     """Readiness: the database and Redis answer (503 naming what is down otherwise)."""
     from imangor.services.health import check_dependencies

@@ -55,7 +55,7 @@ class Delivered(Output):
     attempts: int
 
 
-@unit.post("/tasks/{name}", access="service", rate_limit="off")
+@unit.post("/tasks/{name}", access="service", rate_limit="off", errors=(503,))
 def run_task(path: TaskPath, body: Envelope, headers: DeliveryHeaders, ctx: Context) -> Delivered:
     """Run one delivery of a task (Cloud Tasks only: Google-signed OIDC token required)."""
     from imangor.tasks.runner import run

@@ -83,6 +83,19 @@ List operations take `limit` (1–100, default 20) and an opaque `cursor`, and a
 `{{"items": [...], "next_cursor": ...}}`: pass `next_cursor` back as `cursor` until it is
 `null`.
 
+## What the schemas cannot say
+Each request schema says what the server enforces; these rules it cannot state, and a request
+breaking one is refused with 422 naming the field:
+- no string anywhere may contain a NUL character (U+0000);
+- a `cursor` must be a `next_cursor` this API issued for the same query;
+- a search `q` needs a word that is not a stop word; `sort=relevance` needs `q`;
+  `max_price` may not be below `min_price`;
+- a password being set may not be the account's e-mail address;
+- an order's `product_id` must name a product, a reset `token` one still unused.
+Limits that are settings (`UPLOAD_CONTENT_TYPES`, `UPLOAD_MAX_BYTES`, `PASSWORD_MIN_LENGTH`)
+appear in the schemas with their defaults. A `PATCH` field that is given may be null only
+where its schema says so; leave a field out to keep its value.
+
 ## Errors
 Every error is an RFC 9457 problem document (`application/problem+json`) with `type`,
 `title`, `status`, `detail`, `instance` and a `request_id` (quote it when you report a
@@ -162,7 +175,7 @@ def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> di
                 "name": name,
                 "in": location,
                 "required": location == "path" or name in required,
-                "schema": {k: v for k, v in prop.items() if k != "description"},
+                "schema": _not_null({k: v for k, v in prop.items() if k != "description"}),
             }
             if "description" in prop:
                 param["description"] = prop["description"]
@@ -176,12 +189,40 @@ def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> di
             "content": {media: {"schema": ref} for media in e.media_types},
         }
     op["responses"] = _responses(e, keys)
+    if e.cache_control and e.method == "GET":
+        _document_revalidation(op["responses"], e.cache_control)
     if e.access == "service":
         op["security"] = [{"googleOidc": []}]
     elif e.access != "public":
         op["security"] = [{"bearerAuth": []}, {"oauth2": []}, {"apiKey": []}]
         op["x-required-role"] = "customer" if e.access == "user" else e.access
     return op
+
+
+def _document_revalidation(responses: dict[str, Any], cache_control: str) -> None:
+    """A cacheable GET's 200 carries an ETag; sending it back as If-None-Match gets a 304
+    without a body (and without a Content-Type)."""
+    headers = {
+        "ETag": {"description": "validator of this representation", "schema": {"type": "string"}},
+        "Cache-Control": {"description": cache_control, "schema": {"type": "string"}},
+    }
+    responses["200"]["headers"] = headers
+    responses["304"] = {
+        "description": "Not modified: If-None-Match matches the current ETag (no body)",
+        "headers": headers,
+    }
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A path, query or header parameter is a string or absent, never null: an optional
+    one's `None` means it was left out."""
+    options = schema.get("anyOf")
+    if options is None:
+        return schema
+    kept = [o for o in options if o != {"type": "null"}]
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default") or v is not None}
+    del rest["anyOf"]
+    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 def _limit_note(e: Endpoint) -> str | None:

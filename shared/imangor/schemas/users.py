@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, EmailStr, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    JsonValue,
+    SecretStr,
+    model_validator,
+)
 
 from imangor.config import Settings
+from imangor.registry import REGISTRY
 from imangor.schemas.common import Input, Output, PageQuery
+from imangor.schemas.patch import PatchInput, without_null
 
 Role = Literal["customer", "staff", "admin"]
 
@@ -19,7 +29,13 @@ def _normalise_email(value: str) -> str:
 
 
 # Stored lower-cased and trimmed, so "  Ann@Example.COM " and "ann@example.com" are one account.
-Email = Annotated[EmailStr, AfterValidator(_normalise_email)]
+# The document says what email-validator refuses beyond the format: special-use domains.
+NOT_SPECIAL_USE = {"pattern": r"(?i)(^|[.@])(arpa|invalid|local|localhost|onion|test)\.?$"}
+Email = Annotated[
+    EmailStr,
+    AfterValidator(_normalise_email),
+    Field(json_schema_extra={"not": NOT_SPECIAL_USE}),
+]
 Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
 # A password being set. The service checks it against the PASSWORD_MIN_LENGTH in force (and
 # that it is not the e-mail address) with one clear message; the document states the rule
@@ -35,6 +51,12 @@ NewPassword = Annotated[
     ),
 ]
 Name = Annotated[str, Field(max_length=200)]
+
+
+def _email_needs_password(schema: dict[str, Any], model: type[Any]) -> None:
+    without_null(schema, model)
+    # JSON Schema can say it; the server asks only when the address really changes.
+    schema["dependentRequired"] = {"email": ["current_password"]}
 
 
 class UserOut(Output):
@@ -54,7 +76,10 @@ class RegisterIn(Input):
     full_name: Name = ""
 
 
-class UserUpdateMe(Input):
+class UserUpdateMe(PatchInput):
+    """Changing the e-mail needs `current_password` (a wrong one is a 401)."""
+
+    model_config = ConfigDict(json_schema_extra=_email_needs_password)
     email: Email | None = None
     full_name: Name | None = None
     current_password: Password | None = Field(None, description="needed to change the e-mail")
@@ -73,7 +98,7 @@ class AdminUserCreate(Input):
     is_active: bool = True
 
 
-class AdminUserUpdate(Input):
+class AdminUserUpdate(PatchInput):
     email: Email | None = None
     full_name: Name | None = None
     role: Role | None = None
@@ -143,10 +168,14 @@ class Accepted(Output):
     detail: str
 
 
+_SCOPES: list[JsonValue] = [*sorted(REGISTRY.grantable_scopes)]
+
+
 class ApiKeyIn(Input):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     scopes: Annotated[list[str], Field(min_length=1, max_length=32)] = Field(
-        description="what the key may do, e.g. items:read, orders:write (see GRANTABLE_SCOPES)"
+        description="what the key may do, e.g. items:read, orders:write; repeats count once",
+        json_schema_extra={"items": {"type": "string", "enum": _SCOPES}},
     )
 
 
