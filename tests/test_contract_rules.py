@@ -138,3 +138,19 @@ def test_revalidation_and_outages_are_documented() -> None:
     assert "503" in operation("POST", "/tasks/{name}")["responses"]
     assert "204" in operation("DELETE", "/items/{item_id}")["responses"]
     assert "content" not in operation("DELETE", "/items/{item_id}")["responses"]["204"]
+
+
+def test_raw_answers_are_documented_with_their_media_types(client: Client) -> None:
+    """The document, the docs pages, their assets and /metrics were left out of it."""
+    for path, media in (
+        ("/openapi.json", "application/json"),
+        ("/docs", "text/html"),
+        ("/redoc", "text/html"),
+        ("/metrics", "text/plain"),
+        ("/docs/static/swagger-ui/swagger-ui.css", "text/css"),
+    ):
+        template = path if path in DOCUMENT["paths"] else "/docs/static/{package}/{asset}"
+        answer = client.get(path)
+        assert answer.status_code == 200
+        assert answer.mimetype == media
+        assert media in operation("GET", template)["responses"]["200"]["content"]

@@ -132,7 +132,7 @@ def build_openapi(
     registry: Registry, *, title: str, version: str, unit_docs: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """The document; `unit_docs` (each unit module's docstring) describe the tags."""
-    endpoints = [e for e in registry.endpoints if not e.raw]
+    endpoints = list(registry.endpoints)
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(Problem, "serialization")}
     for e in endpoints:
         models.update((m, "validation") for _, m in _inputs(e))
@@ -189,6 +189,10 @@ def _operation(e: Endpoint, keys: dict[Any, Any], schemas: dict[str, Any]) -> di
             "content": {media: {"schema": ref} for media in e.media_types},
         }
     op["responses"] = _responses(e, keys)
+    if e.raw:  # an answer the endpoint builds itself: its media types, no schema
+        del op["responses"]["204"]
+        content: dict[str, Any] = {media: {"schema": {}} for media in e.produces}
+        op["responses"] = {"200": {"description": "OK", "content": content}, **op["responses"]}
     if e.cache_control and e.method == "GET":
         _document_revalidation(op["responses"], e.cache_control)
     if e.access == "service":
