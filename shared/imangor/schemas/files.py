@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from imangor.config import Settings
 from imangor.schemas.common import Input, Output, Page
+from imangor.schemas.scalars import json_integer
 
 Filename = Annotated[
     str,
@@ -38,14 +39,13 @@ class FileIn(Input):
             json_schema_extra={"enum": _TYPES},
         ),
     ]
-    size: Annotated[
-        int,
-        Field(
-            gt=0,
-            description="exact size in bytes, at most UPLOAD_MAX_BYTES (by default this)",
-            json_schema_extra={"maximum": _MAX_BYTES},
-        ),
-    ]
+    size: int = Field(
+        gt=0,
+        description="exact size in bytes, at most UPLOAD_MAX_BYTES (by default this)",
+        json_schema_extra={"maximum": _MAX_BYTES},
+    )
+
+    _json = field_validator("size", mode="before")(json_integer)
 
 
 class FilePath(Input):

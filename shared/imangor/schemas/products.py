@@ -29,6 +29,7 @@ from pydantic import (
 
 from imangor.schemas.common import Input, Output, Page, PageQuery
 from imangor.schemas.patch import PatchInput
+from imangor.schemas.scalars import json_integer
 
 MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
 MAX_STOCK = 1_000_000_000
@@ -155,6 +156,8 @@ class ProductIn(Input):
     stock: int = Field(0, ge=0, le=MAX_STOCK)
     attributes: ProductAttributes
 
+    _json = field_validator("stock", mode="before")(json_integer)
+
     @field_validator("name")
     @classmethod
     def _name_has_text(cls, value: str) -> str:
@@ -170,6 +173,8 @@ class ProductPatch(PatchInput):
     price: Money | None = None
     stock: int | None = Field(None, ge=0, le=MAX_STOCK)
     attributes: ProductAttributes | None = None
+
+    _json = field_validator("stock", mode="before")(json_integer)
 
     @field_validator("name")
     @classmethod

@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     JsonValue,
     SecretStr,
+    field_validator,
     model_validator,
 )
 
@@ -20,6 +21,7 @@ from imangor.config import Settings
 from imangor.registry import REGISTRY
 from imangor.schemas.common import Input, Output, PageQuery
 from imangor.schemas.patch import PatchInput, without_null
+from imangor.schemas.scalars import json_boolean
 
 Role = Literal["customer", "staff", "admin"]
 
@@ -97,6 +99,8 @@ class AdminUserCreate(Input):
     role: Role = "customer"
     is_active: bool = True
 
+    _json = field_validator("is_active", mode="before")(json_boolean)
+
 
 class AdminUserUpdate(PatchInput):
     email: Email | None = None
@@ -104,6 +108,8 @@ class AdminUserUpdate(PatchInput):
     role: Role | None = None
     is_active: bool | None = None
     password: NewPassword | None = None
+
+    _json = field_validator("is_active", mode="before")(json_boolean)
 
 
 class UserFilter(PageQuery):
