@@ -154,3 +154,21 @@ def test_raw_answers_are_documented_with_their_media_types(client: Client) -> No
         assert answer.status_code == 200
         assert answer.mimetype == media
         assert media in operation("GET", template)["responses"]["200"]["content"]
+
+
+@pytest.mark.parametrize(("stock", "status"), [(3, 201), (3.0, 201), (False, 422), ("3", 422)])
+def test_json_integers_are_what_the_schema_calls_integers(
+    client: Client, staff: Any, stock: Any, status: int
+) -> None:
+    """`"stock": false` was stored as 0 and `"3"` as 3 while the document said integer."""
+    body = {"name": "Lamp", "price": "1", "stock": stock, "attributes": {"category": "home"}}
+    assert client.post("/products/", json=body, headers=staff.headers).status_code == status
+
+
+@pytest.mark.parametrize(("active", "status"), [(False, 201), (0, 422), ("false", 422)])
+def test_json_booleans_are_true_or_false(
+    client: Client, make_account: Any, active: Any, status: int
+) -> None:
+    admin = make_account("admin")
+    body = {"email": "new@example.com", "password": "a long enough password", "is_active": active}
+    assert client.post("/users/", json=body, headers=admin.headers).status_code == status
