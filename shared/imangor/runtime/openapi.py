@@ -224,8 +224,7 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
     if options is None:
         return schema
     kept = [o for o in options if o != {"type": "null"}]
-    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default") or v is not None}
-    del rest["anyOf"]
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and (k, v) != ("default", None)}
     return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
