@@ -1,12 +1,15 @@
 """The contract, fuzzed: schemathesis drives every documented operation of the live API (the
 committed OpenAPI document, served by make dev's server on real PostgreSQL and Redis) as an
-admin, a customer and anonymously, then walks linked operations statefully, and fails on
-any 5xx, any answer that breaks the document (status, media type, body, headers) and any
-schema-valid request the server refuses (`positive_data_acceptance`).
+admin, a customer and anonymously, then walks linked operations statefully (links inferred
+from the schemas), with every check on: it fails on any 5xx, any answer that breaks the
+document (status, media type, body, headers), any schema-valid request the server refuses
+(`positive_data_acceptance`) and any schema-invalid one it takes (`negative_data_rejection`).
 
 What a schema cannot promise, the test supplies, in positive cases only:
-- values only the server issues: a list `cursor` (left out; the stateful phase follows real
-  `next_cursor` values), a password-reset `token` and an order's `product_id` (real ones);
+- values only the server issues: a list `cursor` (left out), a password-reset `token` and an
+  order's `product_id` (real ones), a new `Idempotency-Key` for each new request;
+- the search rules the document's guide states in words (`q` with a real word, `q` for
+  `sort=relevance`, `min_price` not above `max_price`);
 - the caller's own password where an operation asks for it (`current_password`);
 - a fresh account for each operation that changes or deletes the caller's own account, so one
   case cannot sign the rest out.
@@ -14,8 +17,9 @@ Task and cron handlers are called with OIDC tokens from the session's local sign
 Tasks and Cloud Scheduler would call them.
 
 Size: `EXAMPLES` cases per operation per phase (examples, coverage, fuzzing) and role, and
-`STATEFUL_RUNS` sequences of up to `STATEFUL_STEPS` calls per role; about two minutes on two
-workers (`-n 2 --dist loadgroup`: one test per operation and role, so they spread).
+`STATEFUL_RUNS` sequences of up to `STATEFUL_STEPS` calls per signed-in role: about 4,800
+requests, 1.5 minutes on two idle cores (`-n 2 --dist loadgroup`: one test per operation and
+role, so they spread).
 """
 
 from __future__ import annotations
