@@ -1,46 +1,58 @@
 """API benchmark: the catalog and orders units served the production way, on a seeded catalog,
-beside a bare Flask + pg8000 endpoint doing the same primary-key query.
+each endpoint beside a bare Flask + pg8000 baseline measured in the same pass.
 
-    uv run --frozen python bench/api.py [--products 1000000] [--duration 10] [--concurrency 16]
+    uv run --frozen python bench/api.py [--products 1000000] [--duration 10] [--passes 3]
+                                        [--concurrency 16] [--client auto|wrk|python]
 
 - Database: a dedicated `imangor_bench` on the local PostgreSQL (BENCH_ADMIN_URL, default
   postgresql://postgres@127.0.0.1:5432/postgres), migrated and seeded once with
   `python -m infra.local.seed` (reused by later runs); Redis db 9 on 127.0.0.1:6379
-  (BENCH_REDIS_URL).
-- Servers: `functions-framework --target <unit> --source functions/<unit>/main.py` (gunicorn
-  gthread: 1 worker × 4×CPU threads, as on Cloud Run) on 127.0.0.1, default pool settings;
-  the baseline is the same gunicorn running a bare Flask app with one pg8000 connection per
-  thread.
-- Load: processes × threads of keep-alive `http.client` connections, each loop bounded by a
-  fixed duration after a short warm-up; only 127.0.0.1 is ever targeted.
-- Connections: `pg_stat_database.sessions` of the bench database before and after each server's
-  life (nothing else connects to it meanwhile), and the peak seen in pg_stat_activity.
+  (BENCH_REDIS_URL), which no test uses.
+- Servers, all started once and kept for every pass: `functions-framework --target <unit>
+  --source functions/<unit>/main.py` (gunicorn gthread: 1 worker × 4×CPU threads, as on Cloud
+  Run; DB_POOL_SIZE = threads unless --pool-size), and the baselines on the same gunicorn: a
+  bare Flask app with one pg8000 connection per thread that reads a product by primary key,
+  and one that places an order bare (verify the JWT, then one statement in one transaction:
+  take the stock conditionally and insert the order from its RETURNING).
+- Load: wrk (bench/load.py; the Python client when wrk is missing), `--concurrency`
+  keep-alive connections, a warm-up then a measured run per endpoint; each endpoint gets its
+  own slice of distinct requests, so cache misses stay misses and searches are distinct.
+  Endpoints run in the same order in every pass; each figure is the median over passes, and
+  each ratio the median of the per-pass ratios against the baseline of the same pass.
+- Server CPU: user + system seconds of the server's process tree (gunicorn master and
+  worker, psutil) over the measured run, divided by the requests answered.
+- PostgreSQL connections: `pg_stat_database.sessions` of the bench database before and after
+  each measured run (sessions opened = connection churn), and the TCP connections the
+  server's processes hold to PostgreSQL after it.
 
-Writes bench/results/api.md and, when matplotlib is installed, bench/results/api.png.
+Only 127.0.0.1 is ever targeted; every run is bounded by its duration. Writes
+bench/results/api.md and, when matplotlib is installed, bench/results/api.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import itertools
 import json
-import multiprocessing
 import os
-import platform
 import random
 import signal
-import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: bench.* importable
+
+from bench.common import free_port, machine_lines, tree_cpu_seconds
+from bench.load import UNIQUE, Measured, Request, choose_client, run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -49,11 +61,11 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 DATABASE = "imangor_bench"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105 - local only
 HOST = "127.0.0.1"  # the only address this benchmark ever sends traffic to
-BENCH_USERS = 1000  # orders rotate over these customers (10 orders/min each is the limit)
+# Orders rotate over these customers: POST /orders/ allows each 10 a minute.
+BENCH_USERS = 5000
 ORDER_STOCK = 10_000_000  # the products orders go to never run out during a run
-
-# Request = (method, path, body or None, headers)
-Request = tuple[str, str, bytes | None, dict[str, str]]
+BROAD = 0.05  # a search term is broad when it matches at least this share of the catalog
+LIMITS = range(10, 41)  # page sizes a search picks from (part of what makes it distinct)
 
 
 # -- setup -----------------------------------------------------------------------------------
@@ -78,7 +90,7 @@ def connect(database: str) -> Any:
     )
 
 
-POOL: dict[str, str] = {}  # DB_POOL_SIZE / DB_MAX_OVERFLOW given on the command line
+SERVER_ENV: dict[str, str] = {}  # DB_POOL_SIZE / DB_MAX_OVERFLOW / THREADS of every server
 
 
 def server_env(**extra: str) -> dict[str, str]:
@@ -94,7 +106,7 @@ def server_env(**extra: str) -> dict[str, str]:
         # customer, so orders rotate over BENCH_USERS customers.
         RATE_LIMIT_DEFAULT="100000000/60",
         PYTHONPATH=str(ROOT),
-        **POOL,
+        **SERVER_ENV,
         **extra,
     )
     return env
@@ -109,8 +121,8 @@ def prepare(products: int, orders: int) -> None:
     if cursor.fetchone() is None:
         cursor.execute(f'CREATE DATABASE "{DATABASE}"')
     admin.close()
-    run = [sys.executable, "-m"]
-    subprocess.run([*run, "imangor.migrate"], env=server_env(), check=True, cwd=ROOT)
+    run_module = [sys.executable, "-m"]
+    subprocess.run([*run_module, "imangor.migrate"], env=server_env(), check=True, cwd=ROOT)
     connection = connect(DATABASE)
     cursor = connection.cursor()
     cursor.execute("SELECT count(*) FROM products")
@@ -120,8 +132,19 @@ def prepare(products: int, orders: int) -> None:
         print(f"bench database has {have:,} products: reusing it", file=sys.stderr)
         return
     print(f"seeding {products - have:,} products and {orders:,} orders", file=sys.stderr)
-    seed = [*run, "infra.local.seed", "--products", str(products - have), "--orders", str(orders)]
-    subprocess.run([*seed, "--seed", str(1000 + have)], env=server_env(), check=True, cwd=ROOT)
+    seed = [*run_module, "infra.local.seed", "--products", str(products - have)]
+    seed += ["--orders", str(orders), "--seed", str(1000 + have)]
+    subprocess.run(seed, env=server_env(), check=True, cwd=ROOT)
+
+
+@dataclass
+class Queries:
+    """Search terms by how much of the catalog they match (estimated from pg_stats)."""
+
+    narrow: list[str]  # adjective + noun: a few hundred matches each
+    middle: list[str]  # one narrower word, or two broad words together: 0.1-5 %
+    broad: list[str]  # one or two (`or`) words that each match >= 5 %
+    shares: dict[str, tuple[float, float]]  # class -> (lowest, highest) estimated share
 
 
 @dataclass
@@ -130,9 +153,64 @@ class Fixtures:
     hot_ids: list[str]
     order_product_ids: list[str]
     tokens: list[str]
-    queries: list[str]
+    queries: Queries
     categories: list[str]
     total_products: int
+    jwt_claims: dict[str, str]
+
+
+def lexeme_shares(cursor: Any) -> dict[str, float]:
+    """Share of products holding each common lexeme: ANALYZE's most_common_elems."""
+    cursor.execute(
+        "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+        "WHERE tablename = 'products' AND attname = 'search_vector'"
+    )
+    row = cursor.fetchone()
+    if row is None or row[0] is None:
+        return {}
+    return {lexeme: float(freq) for lexeme, freq in zip(row[0], row[1], strict=False)}
+
+
+def search_terms(cursor: Any, rng: random.Random) -> Queries:
+    from infra.local.seed import ADJECTIVES, BRANDS, CATEGORIES, COLORS, MATERIALS, USES
+
+    shares = lexeme_shares(cursor)
+    words = sorted(
+        {w for w in (*MATERIALS, *COLORS, *USES, *BRANDS, *ADJECTIVES) if " " not in w}
+        | {n for ns, _ in CATEGORIES.values() for n in ns if " " not in n}
+    )
+    cursor.execute(
+        "SELECT w, array_to_string(tsvector_to_array(to_tsvector('english', w)), ' ') "
+        "FROM unnest(%s::text[]) AS w",
+        (words,),
+    )
+    share = {}
+    for word, lexemes in cursor.fetchall():
+        if lexemes and " " not in lexemes and lexemes in shares:
+            share[word] = shares[lexemes]
+    broad_words = sorted(w for w, s in share.items() if s >= BROAD)
+    narrower = sorted(w for w, s in share.items() if 0.001 <= s < BROAD)
+    nouns = [n for ns, _ in CATEGORIES.values() for n in ns]
+    narrow = [f"{a} {n}" for a in ADJECTIVES for n in nouns]
+    broad = broad_words + [f"{a} or {b}" for a in broad_words for b in broad_words if a < b]
+    both = [f"{a} {b}" for a in broad_words for b in broad_words if a < b]
+    middle = narrower + both
+    for each in (narrow, middle, broad):
+        rng.shuffle(each)
+    pair = [share.get(a, 0) * share.get(b, 0) for a in broad_words for b in broad_words if a < b]
+
+    def span(values: list[float]) -> tuple[float, float]:
+        return (min(values), max(values)) if values else (float("nan"), float("nan"))
+
+    return Queries(
+        narrow,
+        middle,
+        broad,
+        {
+            "broad": span([share[w] for w in broad_words]),
+            "middle": span([share[w] for w in narrower] + pair),
+        },
+    )
 
 
 def fixtures(rng: random.Random) -> Fixtures:
@@ -141,7 +219,7 @@ def fixtures(rng: random.Random) -> Fixtures:
     cursor = connection.cursor()
     cursor.execute("SELECT count(*) FROM products")
     total = cursor.fetchone()[0]
-    cursor.execute("SELECT id::text FROM products TABLESAMPLE SYSTEM (5) LIMIT 60000")
+    cursor.execute("SELECT id::text FROM products TABLESAMPLE SYSTEM (10) LIMIT 100000")
     ids = [row[0] for row in cursor.fetchall()]
     rng.shuffle(ids)
     order_ids = ids[:1000]
@@ -158,30 +236,28 @@ def fixtures(rng: random.Random) -> Fixtures:
     users = [row[0] for row in cursor.fetchall()]
     cursor.execute("SELECT DISTINCT category FROM products WHERE category IS NOT NULL")
     categories = sorted(row[0] for row in cursor.fetchall())
+    queries = search_terms(cursor, rng)
     connection.commit()
     connection.close()
 
-    os.environ.update(SECRET_KEY=SECRET, DATABASE_URL=db_url(DATABASE), REDIS_URL=REDIS_URL)
+    os.environ.update(
+        SECRET_KEY=SECRET,
+        DATABASE_URL=db_url(DATABASE),
+        REDIS_URL=REDIS_URL,
+        ACCESS_TOKEN_MINUTES="600",  # noqa: S106 - a lifetime, not a secret; outlives every pass
+    )
     from imangor.auth.tokens import issue_access_token
     from imangor.config import get_settings
-    from infra.local.seed import ADJECTIVES, CATEGORIES
 
     get_settings.cache_clear()
+    settings = get_settings()
     tokens = [issue_access_token(user, "customer")[0] for user in users]
-    nouns = [n for ns, _ in CATEGORIES.values() for n in ns]
-    queries = [f"{a} {n}" for a in ADJECTIVES for n in nouns]
-    rng.shuffle(queries)
-    return Fixtures(ids[1000:], ids[1000:1100], order_ids, tokens, queries, categories, total)
+    claims = {"BENCH_JWT_ISSUER": settings.jwt_issuer, "BENCH_JWT_AUDIENCE": settings.jwt_audience}
+    rest = ids[1000:]
+    return Fixtures(rest, rest[:100], order_ids, tokens, queries, categories, total, claims)
 
 
 # -- servers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_ready(port: int, path: str, timeout: float = 60) -> None:
@@ -198,7 +274,8 @@ def wait_ready(port: int, path: str, timeout: float = 60) -> None:
 
 
 @contextmanager
-def serve(command: list[str], port: int, ready_path: str, env: dict[str, str]) -> Iterator[None]:
+def serve(command: list[str], port: int, ready_path: str, env: dict[str, str]) -> Iterator[int]:
+    """A started server (its pid), stopped on exit: its own process group only."""
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -209,9 +286,9 @@ def serve(command: list[str], port: int, ready_path: str, env: dict[str, str]) -
     )
     try:
         wait_ready(port, ready_path)
-        yield
+        yield process.pid
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # this server's own process group only
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -249,13 +326,16 @@ def baseline_command(port: int, threads: int) -> list[str]:
 
 
 def baseline_app() -> Any:
-    """A bare Flask app doing the same primary-key query: one pg8000 connection per thread,
+    """Bare Flask apps doing each endpoint's essential work: one pg8000 connection per thread,
     opened once and kept (the cheapest thing a Python service can do per request)."""
+    import jwt
     import pg8000.native
-    from flask import Flask, Response
+    from flask import Flask, Response, request
     from sqlalchemy.engine import make_url
 
     url = make_url(os.environ["DATABASE_URL"])
+    secret = os.environ["SECRET_KEY"]
+    issuer, audience = os.environ["BENCH_JWT_ISSUER"], os.environ["BENCH_JWT_AUDIENCE"]
     app = Flask("baseline")
     local = threading.local()
 
@@ -292,162 +372,68 @@ def baseline_app() -> Any:
         }
         return Response(json.dumps(body), mimetype="application/json")
 
+    @app.post("/baseline/orders")
+    def order() -> Response:
+        """Who orders (JWT), then one autocommitted statement: the stock is taken only if
+        there is enough, and the order row is inserted from the UPDATE's RETURNING."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        try:
+            claims = jwt.decode(
+                token, secret, algorithms=["HS256"], audience=audience, issuer=issuer
+            )
+        except jwt.PyJWTError:
+            return Response(status=401)
+        data = request.get_json()
+        quantity, product_id = int(data["quantity"]), str(data["product_id"])
+        rows = connection().run(
+            "WITH taken AS (UPDATE products SET stock = stock - :q, updated_at = now() "
+            "WHERE id = :p AND stock >= :q RETURNING price) "
+            "INSERT INTO orders (id, user_id, product_id, quantity, unit_price, status) "
+            "SELECT :id, :u, :p, :q, price, 'pending' FROM taken "
+            "RETURNING id, unit_price, created_at, updated_at",
+            q=quantity,
+            p=product_id,
+            id=str(uuid.uuid4()),
+            u=claims["sub"],
+        )
+        if not rows:
+            return Response(status=409)
+        ident, price, created, updated = rows[0]
+        body = {
+            "id": str(ident),
+            "user_id": claims["sub"],
+            "product_id": product_id,
+            "quantity": quantity,
+            "unit_price": f"{price:.2f}",
+            "total": f"{price * quantity:.2f}",
+            "status": "pending",
+            "created_at": created.isoformat(),
+            "updated_at": updated.isoformat(),
+        }
+        return Response(json.dumps(body), status=201, mimetype="application/json")
+
     return app
 
 
-# -- load ------------------------------------------------------------------------------------
+# -- what each endpoint sends ----------------------------------------------------------------
 
 
-@dataclass
-class Result:
-    name: str
-    requests: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def gets(paths: list[str]) -> list[Request]:
+    return [("GET", p, None, {}) for p in paths]
 
 
-def _worker(
-    port: int,
-    make: Callable[[int, int], Iterator[Request]],
-    process_index: int,
-    processes: int,
-    threads: int,
-    warmup: float,
-    duration: float,
-    out: Any,
-) -> None:
-    """One load process: `threads` keep-alive connections, each sending back to back."""
-    start = time.monotonic() + warmup
-    stop = start + duration
-    lock = threading.Lock()
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
-
-    def loop(thread_index: int) -> None:
-        nonlocal errors
-        requests = make(process_index * threads + thread_index, processes * threads)
-        conn = http.client.HTTPConnection(HOST, port, timeout=30)
-        mine: list[float] = []
-        codes: dict[int, int] = {}
-        failed = 0
-        while True:
-            now = time.monotonic()
-            if now >= stop:
-                break
-            method, path, body, headers = next(requests)
-            sent = time.perf_counter()
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(HOST, port, timeout=30)
-                status = 0
-            elapsed = (time.perf_counter() - sent) * 1000
-            if now >= start:  # warm-up requests are not recorded
-                mine.append(elapsed)
-                codes[status] = codes.get(status, 0) + 1
-                if status == 0 or status >= 400:
-                    failed += 1
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            for code, n in codes.items():
-                statuses[code] = statuses.get(code, 0) + n
-            errors += failed
-
-    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=warmup + duration + 60)
-    out.put((latencies, statuses, errors))
-
-
-def load(
-    name: str,
-    port: int,
-    make: Callable[[int, int], Iterator[Request]],
-    *,
-    concurrency: int,
-    duration: float,
-    warmup: float = 2.0,
-    processes: int = 2,
-) -> Result:
-    """Bounded load: `concurrency` connections over `processes` processes for `duration` s."""
-    context = multiprocessing.get_context("fork")
-    out = context.Queue()
-    per = max(1, concurrency // processes)
-    children = [
-        context.Process(target=_worker, args=(port, make, p, processes, per, warmup, duration, out))
-        for p in range(processes)
-    ]
-    for child in children:
-        child.start()
-    result = Result(name, seconds=duration)
-    for _ in children:
-        latencies, statuses, errors = out.get(timeout=warmup + duration + 120)
-        result.latencies_ms.extend(latencies)
-        for code, n in statuses.items():
-            result.statuses[code] = result.statuses.get(code, 0) + n
-        result.errors += errors
-    for child in children:
-        child.join(timeout=30)
-    result.requests = len(result.latencies_ms)
-    print(
-        f"{name:32s} {result.rps:8.0f} req/s  p50 {result.pct(0.5):7.2f} ms  "
-        f"p99 {result.pct(0.99):7.2f} ms  errors {result.errors}  {result.statuses}",
-        file=sys.stderr,
-    )
-    return result
-
-
-def _slice(items: list[str], slot: int, slots: int) -> list[str]:
-    """A disjoint share of `items` for one load thread (so cache misses stay misses)."""
-    return items[slot::slots] or items
-
-
-def get_paths(paths: list[str], *, cycle: bool) -> Callable[[int, int], Iterator[Request]]:
-    def make(slot: int, slots: int) -> Iterator[Request]:
-        mine = _slice(paths, slot, slots)
-        source = itertools.cycle(mine) if cycle else iter(mine + mine)
-        for path in source:
-            yield ("GET", path, None, {})
-        while True:  # ran out of unique paths: keep going, counted as what they are
-            yield ("GET", random.choice(paths), None, {})
-
-    return make
-
-
-def order_requests(fx: Fixtures) -> Callable[[int, int], Iterator[Request]]:
-    def make(slot: int, slots: int) -> Iterator[Request]:
-        rng = random.Random(slot)
-        tokens = _slice(fx.tokens, slot, slots)
-        for token in itertools.cycle(tokens):
-            body = json.dumps({"product_id": rng.choice(fx.order_product_ids), "quantity": 1})
-            headers = {
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json",
-                "Idempotency-Key": uuid.uuid4().hex,
-            }
-            yield ("POST", "/orders/", body.encode(), headers)
-
-    return make
+def order_requests(fx: Fixtures, path: str, count: int, seed: int) -> list[Request]:
+    rng = random.Random(seed)
+    requests: list[Request] = []
+    for n in range(count):
+        body = json.dumps({"product_id": rng.choice(fx.order_product_ids), "quantity": 1})
+        headers = {
+            "Authorization": f"Bearer {fx.tokens[n % len(fx.tokens)]}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": UNIQUE,
+        }
+        requests.append(("POST", path, body.encode(), headers))
+    return requests
 
 
 def category_pages(rng: random.Random, categories: list[str], count: int) -> list[str]:
@@ -469,18 +455,71 @@ def category_pages(rng: random.Random, categories: list[str], count: int) -> lis
     return pages
 
 
-# -- connections -----------------------------------------------------------------------------
+def search_paths(terms: list[str], rng: random.Random) -> Iterator[str]:
+    """Distinct search URLs: every term with every page size, in random order."""
+    combos = [(t, limit) for t in terms for limit in LIMITS]
+    rng.shuffle(combos)
+    for term, limit in combos:
+        yield f"/products/?q={term.replace(' ', '+')}&limit={limit}"
 
 
-class ConnectionWatch:
-    """Sessions opened to the bench database while a server runs, and the peak at once."""
+class Supply:
+    """Hands out disjoint slices of a list of distinct requests. Each run bumps the cache
+    first, so a pass may start again from the top: only repeats within a run are hits."""
+
+    def __init__(self, items: list[Request]) -> None:
+        self.items, self.position = items, 0
+
+    def restart(self) -> None:
+        self.position = 0
+
+    def take(self, count: int) -> list[Request]:
+        taken = self.items[self.position : self.position + count]
+        self.position += len(taken)
+        return taken or self.items[:count]
+
+
+@dataclass
+class Endpoint:
+    name: str
+    server: str
+    baseline: str | None  # the endpoint it is compared to (None: it is a baseline)
+    supply: Supply
+    repeats_ok: bool = False  # sending a request twice measures the same thing (no cache)
+    fresh_cache: bool = True  # bump the catalog cache before the run
+
+
+@dataclass
+class Pass:
+    measured: Measured
+    server_cpu: float
+    sessions_opened: int
+    held: int
+    distinct: int  # distinct requests offered to the client
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000 * self.server_cpu / self.measured.requests if self.measured.requests else 0
+
+
+@dataclass
+class Outcome:
+    endpoint: Endpoint
+    passes: list[Pass] = field(default_factory=list)
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+
+class Postgres:
+    """Sessions opened to the bench database, and connections a process tree holds to it."""
 
     def __init__(self) -> None:
         self.admin = connect("postgres")
         self.admin.autocommit = True
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        cursor = self.admin.cursor()
+        cursor.execute("SHOW port")
+        self.port = int(cursor.fetchone()[0])
 
     def sessions(self) -> int:
         cursor = self.admin.cursor()
@@ -489,27 +528,67 @@ class ConnectionWatch:
         value: int = cursor.fetchone()[0]
         return value
 
-    def _sample(self) -> None:
-        watcher = connect("postgres")
-        watcher.autocommit = True
-        cursor = watcher.cursor()
-        while not self._stop.is_set():
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (DATABASE,))
-            self.peak = max(self.peak, cursor.fetchone()[0])
-            self._stop.wait(0.2)
-        watcher.close()
+    def held_by(self, pid: int) -> int:
+        import psutil
 
-    def __enter__(self) -> ConnectionWatch:
-        self.before = self.sessions()
-        self._thread.start()
-        return self
+        root = psutil.Process(pid)
+        count = 0
+        for proc in [root, *root.children(recursive=True)]:
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.raddr and conn.raddr.port == self.port and conn.status == "ESTABLISHED":
+                    count += 1
+        return count
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        time.sleep(0.5)  # the last sessions' statistics reach the collector
-        self.opened = self.sessions() - self.before
+    def close(self) -> None:
         self.admin.close()
+
+
+def bump_cache() -> None:
+    from imangor.cache import CATALOG, bump
+    from imangor.config import get_settings
+    from imangor.redis_client import reset_redis
+
+    get_settings.cache_clear()
+    reset_redis()
+    bump(CATALOG)
+
+
+def measure(
+    endpoint: Endpoint,
+    port: int,
+    pid: int,
+    postgres: Postgres,
+    *,
+    client: str,
+    connections: int,
+    duration: float,
+    warmup: float,
+    budget: int,  # distinct requests offered per second of a run
+) -> Pass:
+    if endpoint.fresh_cache:
+        bump_cache()
+        endpoint.supply.restart()
+    warm = endpoint.supply.take(int(warmup * budget))
+    run(client, port, warm, connections=connections, seconds=warmup)
+    offered = endpoint.supply.take(int(duration * budget))
+    time.sleep(0.3)  # settle: the last warm-up answers, the after-answer work
+    sessions = postgres.sessions()
+    cpu = tree_cpu_seconds(pid)
+    measured = run(client, port, offered, connections=connections, seconds=duration)
+    server_cpu = tree_cpu_seconds(pid) - cpu
+    time.sleep(0.5)  # the last sessions' statistics reach the collector
+    opened = postgres.sessions() - sessions
+    held = postgres.held_by(pid)
+    distinct = len({(m, p, b) for m, p, b, _ in offered})
+    outcome = Pass(measured, server_cpu, opened, held, distinct)
+    m = measured
+    print(
+        f"{endpoint.name:44s} {m.rps:7.0f} req/s  p50 {m.p50_ms:7.2f}  p99 {m.p99_ms:7.2f} ms  "
+        f"err {m.errors}  cpu {outcome.cpu_ms:5.2f} ms/req  sessions +{opened}  held {held}  "
+        f"({m.client}, client cpu {1000 * m.client_cpu_seconds / max(m.requests, 1):.2f} ms/req)",
+        file=sys.stderr,
+    )
+    return outcome
 
 
 # -- plans ---------------------------------------------------------------------------------
@@ -578,54 +657,134 @@ def explain_findings() -> list[tuple[str, str, bool, float]]:
 # -- report ----------------------------------------------------------------------------------
 
 
-def bump_cache() -> None:
-    from imangor.cache import CATALOG, bump
-    from imangor.config import get_settings
-    from imangor.redis_client import reset_redis
-
-    get_settings.cache_clear()
-    reset_redis()
-    bump(CATALOG)
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
-def write_report(
-    results: list[Result],
-    baseline: Result,
-    connections: dict[str, tuple[int, int]],
-    meta: dict[str, Any],
-    plans: list[tuple[str, str, bool, float]],
-) -> Path:
+def ratio(value: float, base: float) -> float:
+    return value / base if base else float("nan")
+
+
+def fmt_ratio(value: float) -> str:
+    return "—" if value != value else f"{value:.2f}×"  # NaN: no baseline to divide by
+
+
+@dataclass
+class Row:
+    """An endpoint's medians over passes and its median per-pass ratios to its baseline."""
+
+    name: str
+    client: str
+    rps: float
+    rps_range: tuple[float, float]
+    p50: float
+    p99: float
+    p99_range: tuple[float, float]
+    errors: int
+    requests: int
+    cpu_ms: float
+    client_cpu_ms: float
+    opened: int
+    held: int
+    repeats: bool
+    ratios: dict[str, float]
+    baseline: str | None
+
+
+def summarise(outcome: Outcome, base: Outcome | None) -> Row:
+    passes = outcome.passes
+    ratios: dict[str, float] = {}
+    if base is not None:
+        pairs = list(zip(passes, base.passes, strict=False))
+        ratios = {
+            "rps": med([ratio(p.measured.rps, b.measured.rps) for p, b in pairs]),
+            "p50": med([ratio(p.measured.p50_ms, b.measured.p50_ms) for p, b in pairs]),
+            "p99": med([ratio(p.measured.p99_ms, b.measured.p99_ms) for p, b in pairs]),
+            "cpu": med([ratio(p.cpu_ms, b.cpu_ms) for p, b in pairs]),
+            "held": med([ratio(p.held, b.held) for p, b in pairs]),
+        }
+    rps = [p.measured.rps for p in passes]
+    p99 = [p.measured.p99_ms for p in passes]
+    return Row(
+        name=outcome.endpoint.name,
+        client=",".join(sorted({p.measured.client for p in passes})),
+        rps=med(rps),
+        rps_range=(min(rps), max(rps)),
+        p50=med([p.measured.p50_ms for p in passes]),
+        p99=med(p99),
+        p99_range=(min(p99), max(p99)),
+        errors=sum(p.measured.errors for p in passes),
+        requests=sum(p.measured.requests for p in passes),
+        cpu_ms=med([p.cpu_ms for p in passes]),
+        client_cpu_ms=med(
+            [1000 * p.measured.client_cpu_seconds / max(p.measured.requests, 1) for p in passes]
+        ),
+        opened=sum(p.sessions_opened for p in passes),
+        held=max(p.held for p in passes),
+        repeats=(not outcome.endpoint.repeats_ok)
+        and any(p.distinct < p.measured.requests for p in passes),
+        ratios=ratios,
+        baseline=outcome.endpoint.baseline,
+    )
+
+
+def write_report(rows: list[Row], meta: dict[str, Any], plans: list[Any]) -> Path:
     lines = [
         "# API benchmark",
         "",
-        f"{meta['products']:,} products, {meta['cpus']} CPUs, PostgreSQL {meta['pg']}, "
-        f"{meta['concurrency']} keep-alive connections per run, {meta['duration']:.0f} s per "
-        f"endpoint after {meta['warmup']:.0f} s warm-up. Servers: functions-framework + gunicorn "
-        f"gthread, 1 worker × {meta['threads']} threads, DB pool {meta['pool']} per process; "
-        "the baseline is bare Flask + pg8000 (one connection per thread) on the same gunicorn. "
-        "Load generator and servers share the machine.",
+        *machine_lines(),
         "",
-        "| endpoint | req/s | p50 ms | p99 ms | errors | req/s vs baseline | p99 vs baseline |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"{meta['products']:,} products, PostgreSQL {meta['pg']}. Load: {meta['client']}, "
+        f"{meta['concurrency']} keep-alive connections, {meta['duration']:.0f} s measured after "
+        f"{meta['warmup']:.0f} s warm-up per endpoint, {meta['passes']} passes; every figure is "
+        "the median over passes, every ratio the median of per-pass ratios against the "
+        "baseline of the same pass. Servers: functions-framework + gunicorn gthread, "
+        f"1 worker × {meta['threads']} threads, DB pool {meta['pool']}; the baselines are bare "
+        "Flask + pg8000 (one connection per thread) on the same gunicorn. Load generator and "
+        "servers share this 2-core machine, which other work shares too: numbers are noisy.",
+        "",
+        "| endpoint | req/s | p50 ms | p99 ms | errors | server CPU ms/req | sessions opened "
+        "| connections held | req/s ÷ base | p50 ÷ base | p99 ÷ base | CPU ÷ base | held ÷ base |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in [baseline, *results]:
+    for r in rows:
+        rr = r.ratios
         lines.append(
-            f"| {r.name} | {r.rps:,.0f} | {r.pct(0.5):.2f} | {r.pct(0.99):.2f} | {r.errors} | "
-            f"{r.rps / baseline.rps:.2f}× | {r.pct(0.99) / baseline.pct(0.99):.2f}× |"
+            f"| {r.name}{' (repeats)' if r.repeats else ''} | {r.rps:,.0f} | {r.p50:.1f} | "
+            f"{r.p99:.1f} | {r.errors} | {r.cpu_ms:.2f} | {r.opened} | {r.held} | "
+            + " | ".join(fmt_ratio(rr.get(k, float("nan"))) for k in ("rps", "p50", "p99"))
+            + f" | {fmt_ratio(rr.get('cpu', float('nan')))} | "
+            f"{fmt_ratio(rr.get('held', float('nan')))} |"
         )
     lines += [
         "",
-        "Statuses: "
-        + "; ".join(f"{r.name}: {dict(sorted(r.statuses.items()))}" for r in [baseline, *results]),
+        "Baselines: "
+        + "; ".join(f"{r.name} → {r.baseline}" for r in rows if r.baseline)
+        + ". *Sessions opened*: new PostgreSQL sessions during the measured runs, all passes "
+        "(pg_stat_database.sessions; 0 = no connection churn). *Connections held*: TCP "
+        "connections from the server's processes to PostgreSQL after a run (the pool).",
         "",
-        "## PostgreSQL connections",
+        "Spread over passes (min–max) and the load generator's own CPU:",
         "",
-        "| server | sessions opened during its run | peak open at once | pool limit |",
-        "|---|---:|---:|---:|",
+        "| endpoint | client | req/s | p99 ms | requests | client CPU ms/req |",
+        "|---|---|---|---|---:|---:|",
     ]
-    for server, (opened, peak) in connections.items():
-        lines.append(f"| {server} | {opened} | {peak} | {meta['limits'][server]} |")
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.client} | {r.rps_range[0]:,.0f}–{r.rps_range[1]:,.0f} | "
+            f"{r.p99_range[0]:.1f}–{r.p99_range[1]:.1f} | {r.requests:,} | "
+            f"{r.client_cpu_ms:.2f} |"
+        )
+    shares = meta["shares"]
     lines += [
+        "",
+        "Search classes (distinct queries, each term with page sizes 10–50, cache bumped "
+        "before each run): *narrow* = adjective + noun (a few hundred matches); *middle* = one "
+        "narrower word or two broad words together "
+        f"({100 * shares['middle'][0]:.2f}–{100 * shares['middle'][1]:.1f} % of the catalog, "
+        "pg_stats estimate); *broad* = one broad word or two joined by `or`, each word "
+        f"matching {100 * shares['broad'][0]:.1f}–{100 * shares['broad'][1]:.1f} %; *mixed* "
+        "= 30 % broad, 70 % narrow and middle.",
         "",
         "## Search plans on this catalog (EXPLAIN ANALYZE of the service's statements)",
         "",
@@ -634,14 +793,14 @@ def write_report(
     ]
     for label, indexes, seq, ms in plans:
         lines.append(f"| `{label}` | {indexes} | {'yes' if seq else 'no'} | {ms:.1f} |")
-    lines += ["", f"Run {meta['when']} with `uv run --frozen python {meta['command']}`.", ""]
+    lines += ["", f"Run with `uv run --frozen python {meta['command']}`.", ""]
     path = RESULTS / "api.md"
     path.write_text("\n".join(lines))
     return path
 
 
-def write_chart(results: list[Result], baseline: Result) -> Path | None:
-    """Throughput and p99 per endpoint beside the baseline (needs matplotlib)."""
+def write_chart(rows: list[Row]) -> Path | None:
+    """Throughput, p99 and server CPU per request per endpoint (needs matplotlib)."""
     try:
         import matplotlib
 
@@ -650,102 +809,171 @@ def write_chart(results: list[Result], baseline: Result) -> Path | None:
     except ImportError:
         print("matplotlib is not installed: no chart (uv add --dev matplotlib)", file=sys.stderr)
         return None
-    runs = [baseline, *results]
-    names = [r.name.replace(" ", "\n", 1) for r in runs]
-    colors = ["#888888"] + ["#3b6ea5"] * len(results)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
-    left.bar(names, [r.rps for r in runs], color=colors)
-    left.set_title("Throughput (req/s, higher is better)")
-    right.bar(names, [r.pct(0.99) for r in runs], color=colors)
-    right.set_title("p99 latency (ms, lower is better)")
-    for axis in (left, right):
-        axis.tick_params(axis="x", labelrotation=30, labelsize=8)
+    names = [r.name.replace(" ", "\n", 1) for r in rows]
+    colors = ["#888888" if r.baseline is None else "#3b6ea5" for r in rows]
+    figure, axes = plt.subplots(1, 3, figsize=(17, 6))
+    for axis, values, title in zip(
+        axes,
+        ([r.rps for r in rows], [r.p99 for r in rows], [r.cpu_ms for r in rows]),
+        (
+            "Throughput (req/s, higher is better)",
+            "p99 latency (ms, lower is better)",
+            "Server CPU per request (ms, lower is better)",
+        ),
+        strict=True,
+    ):
+        axis.bar(names, values, color=colors)
+        axis.set_title(title)
+        axis.tick_params(axis="x", labelrotation=60, labelsize=7)
         axis.grid(axis="y", alpha=0.3)
-    figure.suptitle("Imangor API vs bare Flask + pg8000 (grey)")
+    axes[1].axhline(50, color="#c0392b", linewidth=1, linestyle="--")
+    figure.suptitle("Imangor API vs bare Flask + pg8000 baselines (grey); wrk, medians of passes")
     figure.tight_layout()
     path = RESULTS / "api.png"
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     return path
 
 
 # -- main ------------------------------------------------------------------------------------
 
 
+def endpoints(fx: Fixtures, rng: random.Random) -> list[Endpoint]:
+    queries = fx.queries
+    searches = {
+        name: gets(list(search_paths(terms, rng)))
+        for name, terms in (
+            ("narrow", queries.narrow),
+            ("middle", queries.middle),
+            ("broad", queries.broad),
+        )
+    }
+    # The issue's mix: 30 % broad terms, the rest narrower words and pairs.
+    rest = [r for pair in zip(searches["narrow"], searches["middle"], strict=False) for r in pair]
+    mixed = [
+        searches["broad"][i] if rng.random() < 0.3 else rest[i]
+        for i in range(min(len(rest), len(searches["broad"])))
+    ]
+    by_id = gets([f"/products/{i}" for i in fx.product_ids])
+    base = "baseline: GET by id"
+    return [
+        Endpoint(
+            base,
+            "baseline",
+            None,
+            Supply(gets([f"/baseline/products/{i}" for i in fx.product_ids])),
+            repeats_ok=True,
+            fresh_cache=False,
+        ),
+        Endpoint("GET /products/{id} (cache miss)", "products", base, Supply(by_id)),
+        Endpoint(
+            "GET /products/{id} (cache hit)",
+            "products",
+            base,
+            Supply(gets([f"/products/{i}" for i in fx.hot_ids])),
+            repeats_ok=True,
+            fresh_cache=False,
+        ),
+        Endpoint("GET /products/?q= narrow", "products", base, Supply(searches["narrow"])),
+        Endpoint("GET /products/?q= middle", "products", base, Supply(searches["middle"])),
+        Endpoint("GET /products/?q= broad", "products", base, Supply(searches["broad"])),
+        Endpoint("GET /products/?q= mixed", "products", base, Supply(mixed)),
+        Endpoint(
+            "GET /products/?category=",
+            "products",
+            base,
+            Supply(gets(category_pages(rng, fx.categories, 60_000))),
+        ),
+        Endpoint(
+            "baseline: order write",
+            "baseline",
+            None,
+            Supply(order_requests(fx, "/baseline/orders", 20_000, 1)),
+            repeats_ok=True,  # the same bodies again are still new orders (unique keys)
+            fresh_cache=False,
+        ),
+        Endpoint(
+            "POST /orders/",
+            "orders",
+            "baseline: order write",
+            Supply(order_requests(fx, "/orders/", 20_000, 2)),
+            repeats_ok=True,
+            fresh_cache=False,
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--products", type=int, default=1_000_000)
     parser.add_argument("--orders", type=int, default=100_000)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per endpoint")
-    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each run")
+    parser.add_argument("--passes", type=int, default=3, help="passes over every endpoint")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--pool-size", type=int, help="DB_POOL_SIZE of the API servers")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--only", help="measure only endpoints whose name contains this")
+    parser.add_argument("--pool-size", type=int, help="DB_POOL_SIZE (default: the threads)")
     parser.add_argument("--max-overflow", type=int, help="DB_MAX_OVERFLOW of the API servers")
     args = parser.parse_args(argv)
-    if args.pool_size is not None:
-        POOL["DB_POOL_SIZE"] = str(args.pool_size)
-    if args.max_overflow is not None:
-        POOL["DB_MAX_OVERFLOW"] = str(args.max_overflow)
-    duration = min(max(args.duration, 1.0), 120.0)  # every loop stops by itself
+    duration = min(max(args.duration, 1.0), 120.0)  # every run stops by itself
+    warmup = min(max(args.warmup, 1.0), 30.0)
+    passes = min(max(args.passes, 1), 10)
     concurrency = min(max(args.concurrency, 2), 256)
+    client = choose_client(args.client)
+    threads = int(os.environ.get("THREADS", (os.cpu_count() or 1) * 4))
+    pool = args.pool_size if args.pool_size is not None else threads
+    SERVER_ENV.update(THREADS=str(threads), DB_POOL_SIZE=str(pool))
+    if args.max_overflow is not None:
+        SERVER_ENV["DB_MAX_OVERFLOW"] = str(args.max_overflow)
+    overflow = int(SERVER_ENV.get("DB_MAX_OVERFLOW", "0"))
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     prepare(args.products, args.orders)
     rng = random.Random(7)
     fx = fixtures(rng)
-    threads = int(os.environ.get("THREADS", (os.cpu_count() or 1) * 4))
-    from imangor.config import Settings
+    plan = endpoints(fx, rng)
+    if args.only:
+        wanted = {e.name for e in plan if args.only in e.name}
+        wanted |= {e.baseline for e in plan if e.name in wanted and e.baseline}
+        plan = [e for e in plan if e.name in wanted]
+    budget = 1200  # distinct requests offered per second: above any uncached rate here
 
-    pool = int(POOL.get("DB_POOL_SIZE", Settings.model_fields["db_pool_size"].default))
-    overflow = int(POOL.get("DB_MAX_OVERFLOW", Settings.model_fields["db_max_overflow"].default))
-    options = {"concurrency": concurrency, "duration": duration, "warmup": args.warmup}
-    connections: dict[str, tuple[int, int]] = {}
-    results: list[Result] = []
+    outcomes = [Outcome(e) for e in plan]
+    postgres = Postgres()
+    with ExitStack() as stack:
+        started: dict[str, tuple[int, int]] = {}
+        env = server_env(**fx.jwt_claims)
+        for server in sorted({e.server for e in plan}):
+            port = free_port()
+            if server == "baseline":
+                command, ready = baseline_command(port, threads), "/baseline/products/x"
+            else:
+                command, ready = unit_command(server, port), f"/{server}/"
+            started[server] = (port, stack.enter_context(serve(command, port, ready, env)))
+        for number in range(passes):
+            print(f"-- pass {number + 1} of {passes}", file=sys.stderr)
+            for outcome in outcomes:
+                port, pid = started[outcome.endpoint.server]
+                outcome.passes.append(
+                    measure(
+                        outcome.endpoint,
+                        port,
+                        pid,
+                        postgres,
+                        client=client,
+                        connections=concurrency,
+                        duration=duration,
+                        warmup=warmup,
+                        budget=budget,
+                    )
+                )
+    postgres.close()
 
-    port = free_port()
-    with (
-        ConnectionWatch() as watch,
-        serve(baseline_command(port, threads), port, "/baseline/products/x", server_env()),
-    ):
-        baseline = load(
-            "baseline GET by id",
-            port,
-            get_paths([f"/baseline/products/{i}" for i in fx.product_ids], cycle=False),
-            **options,
-        )
-    connections["baseline (Flask + pg8000)"] = (watch.opened, watch.peak)
-
-    port = free_port()
-    with (
-        ConnectionWatch() as watch,
-        serve(unit_command("products", port), port, "/products/?limit=1", server_env()),
-    ):
-        bump_cache()
-        results.append(
-            load(
-                "GET /products/{id} miss",
-                port,
-                get_paths([f"/products/{i}" for i in fx.product_ids], cycle=False),
-                **options,
-            )
-        )
-        hot = [f"/products/{i}" for i in fx.hot_ids]
-        results.append(load("GET /products/{id} hit", port, get_paths(hot, cycle=True), **options))
-        searches = [f"/products/?q={q.replace(' ', '+')}" for q in fx.queries]
-        results.append(load("GET /products/?q=", port, get_paths(searches, cycle=False), **options))
-        by_category = category_pages(rng, fx.categories, 20_000)
-        results.append(
-            load("GET /products/?category=", port, get_paths(by_category, cycle=False), **options)
-        )
-    connections["products unit"] = (watch.opened, watch.peak)
-
-    port = free_port()
-    with (
-        ConnectionWatch() as watch,
-        serve(unit_command("orders", port), port, "/orders/", server_env()),
-    ):
-        results.append(load("POST /orders/", port, order_requests(fx), **options))
-    connections["orders unit"] = (watch.opened, watch.peak)
-
+    by_name = {o.endpoint.name: o for o in outcomes}
+    rows = [
+        summarise(o, by_name.get(o.endpoint.baseline) if o.endpoint.baseline else None)
+        for o in outcomes
+    ]
     admin = connect(DATABASE)
     cursor = admin.cursor()
     cursor.execute("SHOW server_version")
@@ -753,22 +981,20 @@ def main(argv: list[str] | None = None) -> int:
     admin.close()
     meta = {
         "products": fx.total_products,
-        "cpus": os.cpu_count(),
         "pg": version,
         "threads": threads,
         "pool": f"{pool} + {overflow} overflow",
-        "limits": {
-            "baseline (Flask + pg8000)": f"{threads} (one per thread)",
-            "products unit": pool + overflow,
-            "orders unit": pool + overflow,
-        },
-        "when": time.strftime("%Y-%m-%d", time.gmtime()) + f" on {platform.machine()}",
+        "client": "wrk" if client == "wrk" else "the Python client (wrk is not installed)",
+        "concurrency": concurrency,
+        "duration": duration,
+        "warmup": warmup,
+        "passes": passes,
+        "shares": fx.queries.shares,
         "command": " ".join(["bench/api.py", *(argv if argv is not None else sys.argv[1:])]),
-        **options,
     }
     plans = explain_findings()
-    report = write_report(results, baseline, connections, meta, plans)
-    chart = write_chart(results, baseline)
+    report = write_report(rows, meta, plans)
+    chart = write_chart(rows)
     print(report.read_text())
     if chart:
         print(f"chart: {chart.relative_to(ROOT)}", file=sys.stderr)
