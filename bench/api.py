@@ -493,6 +493,7 @@ class Endpoint:
 class Pass:
     measured: Measured
     server_cpu: float
+    db_cpu: float
     sessions_opened: int
     held: int
     distinct: int  # distinct requests offered to the client
@@ -500,6 +501,10 @@ class Pass:
     @property
     def cpu_ms(self) -> float:
         return 1000 * self.server_cpu / self.measured.requests if self.measured.requests else 0
+
+    @property
+    def db_cpu_ms(self) -> float:
+        return 1000 * self.db_cpu / self.measured.requests if self.measured.requests else 0
 
 
 @dataclass
@@ -528,16 +533,42 @@ class Postgres:
         value: int = cursor.fetchone()[0]
         return value
 
-    def held_by(self, pid: int) -> int:
+    def _ports(self, pid: int) -> list[int]:
+        """Local ports of the TCP connections a process tree holds to PostgreSQL."""
         import psutil
 
         root = psutil.Process(pid)
-        count = 0
+        ports = []
         for proc in [root, *root.children(recursive=True)]:
             for conn in proc.net_connections(kind="tcp"):
                 if conn.raddr and conn.raddr.port == self.port and conn.status == "ESTABLISHED":
-                    count += 1
-        return count
+                    ports.append(conn.laddr.port)
+        return ports
+
+    def held_by(self, pid: int) -> int:
+        return len(self._ports(pid))
+
+    def backends_cpu(self, pid: int) -> float:
+        """CPU seconds used so far by the PostgreSQL backends serving a process tree's
+        connections (same machine: psutil reads them by pid)."""
+        import psutil
+
+        ports = self._ports(pid)
+        if not ports:
+            return 0.0
+        cursor = self.admin.cursor()
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND client_port = ANY(%s)",
+            (DATABASE, ports),
+        )
+        total = 0.0
+        for (backend,) in cursor.fetchall():
+            try:
+                times = psutil.Process(backend).cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
 
     def close(self) -> None:
         self.admin.close()
@@ -573,18 +604,20 @@ def measure(
     offered = endpoint.supply.take(int(duration * budget))
     time.sleep(0.3)  # settle: the last warm-up answers, the after-answer work
     sessions = postgres.sessions()
-    cpu = tree_cpu_seconds(pid)
+    cpu, db_cpu = tree_cpu_seconds(pid), postgres.backends_cpu(pid)
     measured = run(client, port, offered, connections=connections, seconds=duration)
     server_cpu = tree_cpu_seconds(pid) - cpu
+    db_cpu = postgres.backends_cpu(pid) - db_cpu
     time.sleep(0.5)  # the last sessions' statistics reach the collector
     opened = postgres.sessions() - sessions
     held = postgres.held_by(pid)
     distinct = len({(m, p, b) for m, p, b, _ in offered})
-    outcome = Pass(measured, server_cpu, opened, held, distinct)
+    outcome = Pass(measured, server_cpu, db_cpu, opened, held, distinct)
     m = measured
     print(
         f"{endpoint.name:44s} {m.rps:7.0f} req/s  p50 {m.p50_ms:7.2f}  p99 {m.p99_ms:7.2f} ms  "
-        f"err {m.errors}  cpu {outcome.cpu_ms:5.2f} ms/req  sessions +{opened}  held {held}  "
+        f"err {m.errors}  cpu {outcome.cpu_ms:5.2f} + db {outcome.db_cpu_ms:5.2f} ms/req  "
+        f"sessions +{opened}  held {held}  "
         f"({m.client}, client cpu {1000 * m.client_cpu_seconds / max(m.requests, 1):.2f} ms/req)",
         file=sys.stderr,
     )
@@ -683,6 +716,7 @@ class Row:
     errors: int
     requests: int
     cpu_ms: float
+    db_cpu_ms: float
     client_cpu_ms: float
     opened: int
     held: int
@@ -701,6 +735,7 @@ def summarise(outcome: Outcome, base: Outcome | None) -> Row:
             "p50": med([ratio(p.measured.p50_ms, b.measured.p50_ms) for p, b in pairs]),
             "p99": med([ratio(p.measured.p99_ms, b.measured.p99_ms) for p, b in pairs]),
             "cpu": med([ratio(p.cpu_ms, b.cpu_ms) for p, b in pairs]),
+            "db": med([ratio(p.db_cpu_ms, b.db_cpu_ms) for p, b in pairs]),
             "held": med([ratio(p.held, b.held) for p, b in pairs]),
         }
     rps = [p.measured.rps for p in passes]
@@ -716,6 +751,7 @@ def summarise(outcome: Outcome, base: Outcome | None) -> Row:
         errors=sum(p.measured.errors for p in passes),
         requests=sum(p.measured.requests for p in passes),
         cpu_ms=med([p.cpu_ms for p in passes]),
+        db_cpu_ms=med([p.db_cpu_ms for p in passes]),
         client_cpu_ms=med(
             [1000 * p.measured.client_cpu_seconds / max(p.measured.requests, 1) for p in passes]
         ),
@@ -743,18 +779,22 @@ def write_report(rows: list[Row], meta: dict[str, Any], plans: list[Any]) -> Pat
         "Flask + pg8000 (one connection per thread) on the same gunicorn. Load generator and "
         "servers share this 2-core machine, which other work shares too: numbers are noisy.",
         "",
-        "| endpoint | req/s | p50 ms | p99 ms | errors | server CPU ms/req | sessions opened "
-        "| connections held | req/s ÷ base | p50 ÷ base | p99 ÷ base | CPU ÷ base | held ÷ base |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| endpoint | req/s | p50 ms | p99 ms | errors | server CPU ms/req | PostgreSQL CPU "
+        "ms/req | sessions opened | connections held | req/s ÷ base | p50 ÷ base | p99 ÷ base "
+        "| server CPU ÷ base | PostgreSQL CPU ÷ base | held ÷ base |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         rr = r.ratios
         lines.append(
             f"| {r.name}{' (repeats)' if r.repeats else ''} | {r.rps:,.0f} | {r.p50:.1f} | "
-            f"{r.p99:.1f} | {r.errors} | {r.cpu_ms:.2f} | {r.opened} | {r.held} | "
-            + " | ".join(fmt_ratio(rr.get(k, float("nan"))) for k in ("rps", "p50", "p99"))
-            + f" | {fmt_ratio(rr.get('cpu', float('nan')))} | "
-            f"{fmt_ratio(rr.get('held', float('nan')))} |"
+            f"{r.p99:.1f} | {r.errors} | {r.cpu_ms:.2f} | {r.db_cpu_ms:.2f} | {r.opened} | "
+            f"{r.held} | "
+            + " | ".join(
+                fmt_ratio(rr.get(k, float("nan")))
+                for k in ("rps", "p50", "p99", "cpu", "db", "held")
+            )
+            + " |"
         )
     lines += [
         "",
@@ -762,7 +802,10 @@ def write_report(rows: list[Row], meta: dict[str, Any], plans: list[Any]) -> Pat
         + "; ".join(f"{r.name} → {r.baseline}" for r in rows if r.baseline)
         + ". *Sessions opened*: new PostgreSQL sessions during the measured runs, all passes "
         "(pg_stat_database.sessions; 0 = no connection churn). *Connections held*: TCP "
-        "connections from the server's processes to PostgreSQL after a run (the pool).",
+        "connections from the server's processes to PostgreSQL after a run (the pool). "
+        "*Server CPU*: user + system seconds of the gunicorn master and worker; *PostgreSQL "
+        "CPU*: of the backends serving those connections (found by their client ports in "
+        "pg_stat_activity), both over the measured run, per answered request.",
         "",
         "Spread over passes (min–max) and the load generator's own CPU:",
         "",
