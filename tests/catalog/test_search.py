@@ -257,3 +257,18 @@ def test_an_estimate_far_too_high_falls_back_to_the_exact_order(
     monkeypatch.setattr(products, "_estimate", lambda session, query: (1e6, 1e6))
     assert names(search(client, q="lamp", limit=100)) == lamps
     assert every_page(client, [6], q="lamp") == lamps
+
+
+def test_an_estimate_just_above_the_threshold_is_checked_by_counting(
+    lamps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imangor.db import session_scope
+    from imangor.schemas.products import ProductQuery
+    from imangor.services import products
+
+    query = ProductQuery.model_validate({"q": "lamp"})
+    with session_scope() as session:
+        monkeypatch.setattr(products, "_estimate", lambda s, q: (2000.0, 1e6))
+        assert products._plan(session, query)[0] == 0  # 40 counted: ranked in full
+        monkeypatch.setattr(products, "_estimate", lambda s, q: (5000.0, 1e6))
+        assert products._plan(session, query)[0] > 0  # beyond the check: windows

@@ -171,7 +171,8 @@ def search(session: Session, query: ProductQuery) -> ProductPage:
 # so its cost grows with the number of matches: a word found in 6 % of a million products
 # costs PostgreSQL about 230 ms. So:
 #
-# - A query the planner estimates at no more than EXACT_UP_TO matches is ranked exactly.
+# - A query with no more than EXACT_UP_TO matches is ranked exactly: the planner's estimate
+#   decides, checked by a bounded count when it lies within VERIFY_UP_TO.
 # - A broader one is ranked exactly within *windows* of the id space: window w of 2**bits
 #   holds the ids whose first `bits` bits are w (ids are random UUIDs, so a window is a
 #   uniform sample of about WINDOW_MATCHES matches), and the order is
@@ -182,7 +183,8 @@ def search(session: Session, query: ProductQuery) -> ProductPage:
 # `bits` = 0 is one window: the exact order. Cursors carry (bits, walk, window, rank, id), so
 # every page of one search uses the same windows; a (rank, id) cursor is an exact-order one.
 
-EXACT_UP_TO = 1000  # estimated matches up to which relevance is the full ts_rank order
+EXACT_UP_TO = 1000  # matches up to which relevance is the full ts_rank order
+VERIFY_UP_TO = 4 * EXACT_UP_TO  # estimates up to this are checked by a bounded count
 WINDOW_MATCHES = 32  # matches a window holds on average above that
 WALK_SHARE = 0.03  # above this share of the catalog a window is walked in id order
 MAX_BITS = 24
@@ -196,12 +198,11 @@ def _relevance_page(session: Session, query: ProductQuery, query_id: str) -> Pro
         bits, walk, window, rank, ident = _decode_relevance(query, query_id)
         after, per_window = (rank, ident), float(WINDOW_MATCHES)
     else:
-        estimate, total = _estimate(session, query)
-        bits, walk = _windows(estimate, total)
-        window, per_window = 0, estimate / 2**bits
-    # Read the windows a page needs (half as many again, for luck), doubling the stretch
-    # whenever one comes back short; the last window ends the search.
-    span = max(1, math.ceil(1.5 * need / max(per_window, 1.0)))
+        bits, walk, per_window = _plan(session, query)
+        window = 0
+    # Read the windows a page needs, doubling the stretch whenever one comes back short; the
+    # last window ends the search.
+    span = _span(need, per_window)
     rows: list[Any] = []
     while True:
         end = min(window + span, 2**bits)
@@ -224,6 +225,39 @@ def _relevance_page(session: Session, query: ProductQuery, query_id: str) -> Pro
         rows, query.limit, query_id, lambda row: (bits, int(walk), row.win, row.rank, row.id)
     )
     return _page([row.doc for row in page], cursor)
+
+
+def _plan(session: Session, query: ProductQuery) -> tuple[int, bool, float]:
+    """(bits, walk, matches per window) of a new search. An estimate just above the
+    threshold is checked by counting, at most EXACT_UP_TO + 1 matches: the planner assumes
+    words occur independently, so it misjudges words that go together (or never do)."""
+    estimate, total = _estimate(session, query)
+    if EXACT_UP_TO < estimate <= VERIFY_UP_TO:
+        counted = _count_up_to(session, query, EXACT_UP_TO + 1)
+        if counted <= EXACT_UP_TO:
+            estimate = counted
+    bits, walk = _windows(estimate, total)
+    return bits, walk, estimate / 2**bits
+
+
+def _span(need: int, per_window: float) -> int:
+    """Windows to read for `need` rows: half as many again as expected, for luck."""
+    return max(1, math.ceil(1.5 * need / max(per_window, 1.0)))
+
+
+def first_statement(session: Session, query: ProductQuery) -> TextClause:
+    """The statement a first page of `query` starts with (the bench EXPLAINs it)."""
+    if query.effective_sort != "relevance":
+        return search_statement(query)
+    bits, walk, per_window = _plan(session, query)
+    end = min(_span(query.limit + 1, per_window), 2**bits)
+    return relevance_statement(query, bits, 0, end, None, walk=walk)
+
+
+def _count_up_to(session: Session, query: ProductQuery, cap: int) -> int:
+    where, params = _where(query)
+    sql = f"SELECT count(*) FROM (SELECT FROM products p WHERE {where} LIMIT :cap) AS m"  # noqa: S608  # nosec B608
+    return int(session.execute(text(sql), {**params, "cap": cap}).scalar_one())
 
 
 def _windows(estimate: float, total: float) -> tuple[int, bool]:
