@@ -13,18 +13,20 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import Integer, String, Uuid, func, insert, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from imangor import cache, tasks
+from imangor import cache
 from imangor.auth.principal import Principal
 from imangor.errors import Conflict, FieldError, NotFound
-from imangor.models import Order, Product
+from imangor.models import Job, Order, OutboxEntry, Product
 from imangor.schemas.common import PageQuery
 from imangor.schemas.orders import OrderIn, OrderOut, OrderPage
 from imangor.schemas.tasks import ProcessOrder
 from imangor.services.items import newest_key
 from imangor.services.ownership import visible
 from imangor.services.pagination import decode_cursor, fingerprint, paginate
+from imangor.tasks import outbox
 
 PENDING, CONFIRMED, SHIPPED, CANCELLED = "pending", "confirmed", "shipped", "cancelled"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -51,10 +53,12 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
     Raises Conflict when the stock is short (also when concurrent buyers take the last units
     first) and a FieldError on `product_id` for an unknown product.
     """
-    # One UPDATE checks and takes the stock: concurrent buyers queue on the row lock and each
-    # re-checks `stock >= quantity` against the committed value, so stock never goes below
-    # zero. The order row is inserted from its RETURNING in the same statement (one round
-    # trip); no row taken, no order.
+    # One statement does the whole write: the UPDATE checks and takes the stock (concurrent
+    # buyers queue on the row lock and each re-checks `stock >= quantity` against the
+    # committed value, so stock never goes below zero); the order row is inserted from its
+    # RETURNING, and the confirmation job with its outbox row from the order's. No stock
+    # taken, no order, no job. The job is pushed after commit like any `tasks.enqueue`d one.
+    order_id, job_id = uuid.uuid4(), uuid.uuid4()
     taken = (
         update(Product)
         .where(Product.id == data.product_id, Product.stock >= data.quantity)
@@ -62,39 +66,65 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         .returning(Product.price)
         .cte("taken")
     )
-    columns = ["id", "user_id", "product_id", "quantity", "unit_price", "status"]
-    values = select(
-        literal(uuid.uuid4(), Uuid()),
-        literal(user.user_id, Uuid()),
-        literal(data.product_id, Uuid()),
-        literal(data.quantity, Integer()),
-        taken.c.price,
-        literal(PENDING, String()),
-    )
     orders = Order.__table__.c
-    placed = session.execute(
+    placed = (
         insert(Order)
-        .from_select(columns, values)
+        .from_select(
+            ["id", "user_id", "product_id", "quantity", "unit_price", "status"],
+            select(
+                literal(order_id, Uuid()),
+                literal(user.user_id, Uuid()),
+                literal(data.product_id, Uuid()),
+                literal(data.quantity, Integer()),
+                taken.c.price,
+                literal(PENDING, String()),
+            ),
+        )
         .returning(orders.id, orders.unit_price, orders.created_at, orders.updated_at)
-    ).first()
-    if placed is None:
+        .cte("placed")
+    )
+    payload = ProcessOrder(order_id=order_id)
+    job = (
+        insert(Job)
+        .from_select(
+            ["id", "kind", "queue", "payload", "user_id", "status", "attempts"],
+            select(
+                literal(job_id, Uuid()),
+                literal(payload.task_name, String()),
+                literal(payload.queue, String()),
+                literal(payload.model_dump(mode="json"), JSONB()),
+                literal(user.user_id, Uuid()),
+                literal("queued", String()),
+                literal(0, Integer()),
+            ).select_from(placed),
+        )
+        .returning(Job.__table__.c.id)
+        .cte("job")
+    )
+    queued = (
+        insert(OutboxEntry)
+        .from_select(["job_id", "push_attempts"], select(job.c.id, literal(0, Integer())))
+        .cte("queued")
+    )
+    row = session.execute(select(placed).add_cte(queued)).first()
+    if row is None:
         left = session.scalar(select(Product.stock).where(Product.id == data.product_id))
         if left is None:
             raise FieldError("product_id", "not_found", "no product with this id")
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
     cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
-    # Confirmation runs in the background; the job commits (or not) with the order itself.
-    tasks.enqueue(session, ProcessOrder(order_id=placed.id), user_id=user.user_id)
+    # Confirmation runs in the background: pushed once the order commits.
+    session.info.setdefault(outbox.PENDING_KEY, []).append(job_id)
     return OrderOut(
-        id=placed.id,
+        id=row.id,
         user_id=user.user_id,
         product_id=data.product_id,
         quantity=data.quantity,
-        unit_price=placed.unit_price,
-        total=placed.unit_price * data.quantity,
+        unit_price=row.unit_price,
+        total=row.unit_price * data.quantity,
         status=PENDING,
-        created_at=placed.created_at,
-        updated_at=placed.updated_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
