@@ -877,8 +877,8 @@ def relevance(queries: Queries, rng: random.Random, sample: int) -> list[Relevan
                 ranks: dict[Any, float] = {
                     row[0]: row[1] for row in session.execute(ranks_of, {"q": q, "ids": ours})
                 }
-                estimate, total_rows = products._estimate(session, query)
-                bits, _ = products._windows(estimate, total_rows)
+                estimate, _ = products._estimate(session, query)
+                bits, _, _ = products._plan(session, query)
                 ids = [row[0] for row in exact]
                 kth = exact[-1][1] if exact else 0.0
                 rows.append(
