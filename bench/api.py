@@ -1084,7 +1084,10 @@ def write_report(
         "*two broad words* = both required (an AND of two broad lists: "
         f"{100 * shares['pairs'][0]:.1f}–{100 * shares['pairs'][1]:.1f} % expected).",
         "",
-        "## Search plans on this catalog (EXPLAIN ANALYZE of the service's statements)",
+        *relevant,
+        "",
+        "## Search plans on this catalog (EXPLAIN ANALYZE of the statement each first page "
+        "starts with)",
         "",
         "| query | indexes used | seq scan of products | execution ms |",
         "|---|---|---|---:|",
