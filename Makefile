@@ -4,7 +4,7 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: install dev test test-fast faults fmt inventory openapi migrate seed cron bench capacity help
+.PHONY: install dev test test-fast contract faults fmt inventory openapi migrate seed cron bench capacity help
 
 help:  ## list the targets
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ test-fast: install  ## lint, types, then the tests that need no tool environment
 	$(RUN) ruff check .
 	$(RUN) mypy
 	$(RUN) pytest -n 2 --dist loadgroup -m "not slow and not browser and not tools" $(PYTEST_ARGS)
+
+contract: install  ## schemathesis against the live API (every operation, three roles, stateful)
+	$(RUN) pytest -n 2 --dist loadgroup tests/test_contract.py tests/test_contract_rules.py $(PYTEST_ARGS)
 
 faults: install  ## the fault suite's long run: outages of PostgreSQL/Redis and a kill under load
 	$(RUN) python -m tests.faults

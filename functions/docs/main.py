@@ -24,6 +24,17 @@ unit = Unit("docs", Deploy(needs=(), memory="256Mi", max_instances=3))
 HERE = Path(__file__).resolve().parent
 STATIC = Path(imangor.__file__).resolve().parent / "static"
 YEAR = 365 * 24 * 3600
+HTML, JSON = "text/html", "application/json"
+# What the bundled assets are served as (by file name; see static/): scripts, styles, the
+# OAuth2 redirect page, licence texts.
+ASSET_TYPES = (
+    "text/javascript",
+    "application/javascript",
+    "text/css",
+    HTML,
+    "text/plain",
+    "application/octet-stream",
+)
 
 SWAGGER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} - Swagger UI</title>
@@ -82,25 +93,33 @@ def _html(page: str) -> Response:
     return response
 
 
-@unit.get("/openapi.json", access="public", rate_limit="off", raw=True)
+@unit.get(
+    "/openapi.json", access="public", rate_limit="off", raw=True, produces=("application/json",)
+)
 def openapi_document() -> Response:
     """The OpenAPI 3.1 document of every unit."""
     return Response(_document(), mimetype="application/json")
 
 
-@unit.get("/docs", access="public", rate_limit="off", raw=True)
+@unit.get("/docs", access="public", rate_limit="off", raw=True, produces=(HTML,))
 def swagger_ui() -> Response:
     """Swagger UI, served without any CDN."""
     return _html(SWAGGER_PAGE)
 
 
-@unit.get("/redoc", access="public", rate_limit="off", raw=True)
+@unit.get("/redoc", access="public", rate_limit="off", raw=True, produces=(HTML,))
 def redoc() -> Response:
     """ReDoc, served without any CDN."""
     return _html(REDOC_PAGE)
 
 
-@unit.get("/docs/static/{package}/{asset}", access="public", rate_limit="off", raw=True)
+@unit.get(
+    "/docs/static/{package}/{asset}",
+    access="public",
+    rate_limit="off",
+    raw=True,
+    produces=ASSET_TYPES,
+)
 def static_asset(path: AssetPath) -> Response:
     """The pages' JavaScript and CSS, cached by browsers for a year."""
     from flask import request

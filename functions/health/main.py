@@ -38,7 +38,7 @@ def readiness() -> Readiness:
     return Readiness(status="ok", checks=checks)
 
 
-@unit.get("/metrics", access="public", rate_limit="off", raw=True)
+@unit.get("/metrics", access="public", rate_limit="off", raw=True, produces=("text/plain",))
 def metrics() -> Response:
     """Prometheus text exposition of this instance's metrics."""
     body, content_type = prometheus.render()

@@ -12,7 +12,7 @@ from imangor.schemas.products import (
     ReportQuery,
 )
 
-unit = Unit("products", Deploy(needs=("database", "redis")))
+unit = Unit("products", Deploy(needs=("database", "redis", "tasks")))
 # Browsers and CDNs may keep a public answer 30 s; the ETag makes revalidation a bodiless 304.
 CACHEABLE = "public, max-age=30"
 

@@ -16,7 +16,13 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from imangor.schemas.common import Input, Output, PlainInt
-from imangor.schemas.tasks import PasswordRecovery, ProcessOrder, ProcessUpload, SendEmail
+from imangor.schemas.tasks import (
+    BumpCache,
+    PasswordRecovery,
+    ProcessOrder,
+    ProcessUpload,
+    SendEmail,
+)
 from imangor.tasks import task
 
 unit = Unit(
@@ -49,7 +55,7 @@ class Delivered(Output):
     attempts: int
 
 
-@unit.post("/tasks/{name}", access="service", rate_limit="off")
+@unit.post("/tasks/{name}", access="service", rate_limit="off", errors=(503,))
 def run_task(path: TaskPath, body: Envelope, headers: DeliveryHeaders, ctx: Context) -> Delivered:
     """Run one delivery of a task (Cloud Tasks only: Google-signed OIDC token required)."""
     from imangor.tasks.runner import run
@@ -121,3 +127,12 @@ def process_upload(payload: ProcessUpload, session: Session) -> dict[str, Any]:
 
 
 tasks = unit.entry_point()
+
+
+@task
+def bump_cache(payload: BumpCache) -> dict[str, Any]:
+    """Bump cache namespaces whose bump Redis missed after a write (retried until Redis
+    answers, so the cache never outlives the write by more than a few seconds)."""
+    from imangor.tasks.bumps import bump_now
+
+    return bump_now(list(payload.namespaces), payload.committed_at)

@@ -7,7 +7,27 @@ write can only have filled a key of the old version, which nobody reads again an
 expires by TTL. Keys are digests of the normalised query, never of `str(args)`.
 
 Redis is an optimisation here, not a dependency: when it is down or unset, reads go to the
-database and writes skip the bump, and nothing errors.
+database and nothing errors. A write still commits when its bump cannot reach Redis, and
+then the bump must land later, or the entries of the old version would be served for up to
+CACHE_TTL_SECONDS once Redis answers again. The bound:
+
+**A cached answer outlives the committed write that changed it by at most
+STALE_BOUND_SECONDS (3 s) after Redis answers again** (while it does not, reads go to the
+database and nothing stale is served). A missed bump is retried two ways at once:
+- by the writing instance, every RETRY_INTERVAL (0.25 s), in a background thread, until it
+  lands: stale reads stop ≈0.25 s after Redis is back, while that instance lives and has CPU
+  (Cloud Run may throttle an instance between requests);
+- durably, as a `bump_cache` task written through the outbox before the request answers
+  (`on_failure`, from `imangor.tasks.bumps`), which Cloud Tasks retries on the `cache` queue
+  with backoff of at most 2 s: stale reads stop within ≈2 s of Redis being back even when
+  the instance is gone.
+Both give up once CACHE_TTL_SECONDS have passed since the commit: by then every entry filled
+before the write has expired. A second bump (both routes landing) only costs a few misses.
+
+What this costs: nothing on a cache hit (the same two GETs: version, then entry) and nothing
+on a write whose bump lands; a missed bump costs one job and outbox row, and one task.
+Readers cannot check freshness themselves without a database read per hit, which is what
+the cache saves, and a shorter TTL would cost misses all the time to bound a rare fault.
 """
 
 from __future__ import annotations
@@ -15,8 +35,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -32,7 +54,14 @@ M = TypeVar("M", bound=BaseModel)
 
 CATALOG = "catalog"  # products by id and product searches: product writes and orders bump it
 _PENDING = "imangor.cache.bump"  # session.info key: namespaces to bump after commit
+_FAILURE = "imangor.cache.on_failure"  # session.info key: the durable route for a missed bump
 _LISTENING = "imangor.cache.listening"
+
+STALE_BOUND_SECONDS = 3.0  # see the module's docstring; the `cache` queue's backoff fits in it
+RETRY_INTERVAL = 0.25  # the writing instance's own retries of a missed bump
+# Records a missed bump durably: (namespaces, commit time). Called once the write's session
+# has given its connection back, before the request answers.
+OnFailure = Callable[[list[str], datetime], None]
 
 
 def _client() -> Redis | None:
@@ -110,31 +139,132 @@ def read_through(
     return value
 
 
-def bump(namespace: str) -> None:
-    """Make every cached answer of the namespace unreachable (best effort)."""
+def bump(namespace: str, client: Redis | None = None) -> bool:
+    """Make every cached answer of the namespace unreachable; whether it landed (no Redis
+    configured counts as landed: nothing is cached)."""
     from redis.exceptions import RedisError
 
-    client = _client()
+    client = client or _client()
     if client is None:
-        return
+        return True
     try:
-        key = _version_key(namespace)
-        if client.incr(key) == 1:  # the key had vanished: restart from the clock instead
-            client.set(key, time.time_ns() // 1000)
+        _incr(client, namespace)
     except RedisError as exc:
         log.warning("cache version bump failed for %s: %s", namespace, exc)
+        return False
+    return True
 
 
-def bump_after_commit(session: Session, namespace: str) -> None:
-    """Bump `namespace` once the session's transaction commits; a rollback bumps nothing."""
+def _incr(client: Redis, namespace: str) -> None:
+    key = _version_key(namespace)
+    if client.incr(key) == 1:  # the key had vanished: restart from the clock instead
+        client.set(key, time.time_ns() // 1000)
+
+
+def bump_after_commit(
+    session: Session, namespace: str, on_failure: OnFailure | None = None
+) -> None:
+    """Bump `namespace` once the session's transaction commits; a rollback bumps nothing.
+    A bump that cannot reach Redis is retried in the background and, with `on_failure`,
+    recorded durably too (see the module's docstring for the bound)."""
     from sqlalchemy import event
 
     if not session.info.get(_LISTENING):
         session.info[_LISTENING] = True
         event.listen(session, "after_commit", _bump_pending)
+        event.listen(session, "after_rollback", _forget_pending)
     session.info.setdefault(_PENDING, set()).add(namespace)
+    if on_failure is not None:
+        session.info[_FAILURE] = on_failure
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def _bump_pending(session: Session) -> None:
-    for namespace in sorted(session.info.pop(_PENDING, ())):
-        bump(namespace)
+    committed_at = datetime.now(UTC)
+    on_failure: OnFailure | None = session.info.pop(_FAILURE, None)
+    client = _client()
+    failed = [ns for ns in sorted(session.info.pop(_PENDING, ())) if not bump(ns, client)]
+    if not failed or client is None:
+        return
+    _retry_in_background(client, failed)
+    if on_failure is not None:
+        from imangor.db import after_close
+
+        # Recording needs a connection of its own: wait until this session's is back.
+        after_close(session, lambda: _record(on_failure, failed, committed_at))
+
+
+def _record(on_failure: OnFailure, namespaces: list[str], committed_at: datetime) -> None:
+    try:
+        on_failure(namespaces, committed_at)
+    except Exception:  # the write is committed; the background retries remain
+        log.exception("could not record the missed cache bump of %s", ", ".join(namespaces))
+
+
+# -- the writing instance's own retries --------------------------------------------------------
+
+_retry_lock = threading.Lock()
+_retry_pending: dict[str, tuple[Redis, float]] = {}  # namespace -> (client, give-up time)
+_retry_thread: threading.Thread | None = None
+
+
+def _retry_in_background(client: Redis, namespaces: list[str]) -> None:
+    """Retry these bumps every RETRY_INTERVAL until they land or CACHE_TTL_SECONDS pass."""
+    global _retry_thread
+    give_up = time.monotonic() + get_settings().cache_ttl_seconds
+    with _retry_lock:
+        for namespace in namespaces:
+            _retry_pending[namespace] = (client, give_up)
+        if _retry_thread is None:
+            _retry_thread = threading.Thread(
+                target=_retry_loop, name="imangor-cache-bump", daemon=True
+            )
+            _retry_thread.start()
+
+
+def _retry_loop() -> None:
+    global _retry_thread
+    while True:
+        time.sleep(RETRY_INTERVAL)
+        with _retry_lock:
+            if not _retry_pending:
+                _retry_thread = None
+                return
+            due = list(_retry_pending.items())
+        for namespace, (client, give_up) in due:
+            landed = _retry_once(client, namespace)
+            expired = not landed and time.monotonic() > give_up
+            if landed or expired:
+                with _retry_lock:
+                    if _retry_pending.get(namespace, (None, 0.0))[1] == give_up:
+                        del _retry_pending[namespace]
+                log.info(
+                    "cache version bump of %s %s",
+                    namespace,
+                    "landed on retry" if landed else "given up: its old entries have expired",
+                )
+
+
+def _retry_once(client: Redis, namespace: str) -> bool:
+    from redis.exceptions import RedisError
+
+    try:
+        _incr(client, namespace)
+    except RedisError:
+        return False  # still unreachable: the first failure was logged
+    return True
+
+
+def pending_bumps() -> set[str]:
+    """Namespaces whose bump this process is still retrying."""
+    with _retry_lock:
+        return set(_retry_pending)
+
+
+def forget_pending_bumps() -> None:
+    """Stop retrying (tests that swap the Redis server under the process)."""
+    with _retry_lock:
+        _retry_pending.clear()

@@ -99,6 +99,7 @@ class Endpoint:
     summary: str
     description: str
     raw: bool = False  # returns a flask/werkzeug Response itself (docs pages, metrics)
+    produces: tuple[str, ...] = ()  # a raw endpoint's answer media types (for the document)
     key_scope: str | None = None  # overrides the derived API-key scope (see `scope`)
     # Takes an `Idempotency-Key` header: a retry with the same key and request gets the first
     # answer again (the runtime stores it in the request's transaction).
@@ -263,6 +264,7 @@ def endpoint_from_function(
     raw: bool,
     key_scope: str | None = None,
     idempotent: bool = False,
+    produces: tuple[str, ...] = (),
 ) -> Endpoint:
     """Read an endpoint's inputs and output from its signature: the declaration is the code."""
     hints = typing.get_type_hints(func)
@@ -292,6 +294,8 @@ def endpoint_from_function(
             f"{func.__qualname__}: idempotent needs a signed-in caller (keys are theirs), "
             "a method that writes and a typed answer (raw responses cannot be stored)"
         )
+    if raw != bool(produces):
+        raise TypeError(f"{func.__qualname__}: a raw endpoint (only) declares what it produces")
     if idempotent and "query" in inputs:
         raise TypeError(f"{func.__qualname__}: an Idempotency-Key covers path and body, not query")
     returned = hints.get("return")
@@ -317,6 +321,7 @@ def endpoint_from_function(
         description=description.strip(),
         raw=raw,
         idempotent=idempotent,
+        produces=produces,
     )
 
 

@@ -88,6 +88,19 @@ List operations take `limit` (1–100, default 20) and an opaque `cursor`, and a
 `{{"items": [...], "next_cursor": ...}}`: pass `next_cursor` back as `cursor` until it is
 `null`.
 
+## What the schemas cannot say
+Each request schema says what the server enforces; these rules it cannot state, and a request
+breaking one is refused with 422 naming the field:
+- no string anywhere may contain a NUL character (U+0000);
+- a `cursor` must be a `next_cursor` this API issued for the same query;
+- a search `q` needs a word that is not a stop word; `sort=relevance` needs `q`;
+  `max_price` may not be below `min_price`;
+- a password being set may not be the account's e-mail address;
+- an order's `product_id` must name a product, a reset `token` one still unused.
+Limits that are settings (`UPLOAD_CONTENT_TYPES`, `UPLOAD_MAX_BYTES`, `PASSWORD_MIN_LENGTH`)
+appear in the schemas with their defaults. A `PATCH` field that is given may be null only
+where its schema says so; leave a field out to keep its value.
+
 ## Errors
 Every error is an RFC 9457 problem document (`application/problem+json`) with `type`,
 `title`, `status`, `detail`, `instance` and a `request_id` (quote it when you report a
@@ -124,7 +137,7 @@ def build_openapi(
     registry: Registry, *, title: str, version: str, unit_docs: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """The document; `unit_docs` (each unit module's docstring) describe the tags."""
-    endpoints = [e for e in registry.endpoints if not e.raw]
+    endpoints = list(registry.endpoints)
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(Problem, "serialization")}
     for e in endpoints:
         models.update((m, "validation") for _, m in _inputs(e))
@@ -170,7 +183,7 @@ def _operation(
                 "name": name,
                 "in": location,
                 "required": location == "path" or name in required,
-                "schema": {k: v for k, v in prop.items() if k != "description"},
+                "schema": _not_null({k: v for k, v in prop.items() if k != "description"}),
             }
             if "description" in prop:
                 param["description"] = prop["description"]
@@ -184,12 +197,43 @@ def _operation(
             "content": {media: {"schema": ref} for media in e.media_types},
         }
     op["responses"] = _responses(e, keys, registry)
+    if e.raw:  # an answer the endpoint builds itself: its media types, no schema
+        del op["responses"]["204"]
+        content: dict[str, Any] = {media: {"schema": {}} for media in e.produces}
+        op["responses"] = {"200": {"description": "OK", "content": content}, **op["responses"]}
+    if e.cache_control and e.method == "GET":
+        _document_revalidation(op["responses"], e.cache_control)
     if e.access == "service":
         op["security"] = [{"googleOidc": []}]
     elif e.access != "public":
         op["security"] = [{"bearerAuth": []}, {"oauth2": []}, {"apiKey": []}]
         op["x-required-role"] = "customer" if e.access == "user" else e.access
     return op
+
+
+def _document_revalidation(responses: dict[str, Any], cache_control: str) -> None:
+    """A cacheable GET's 200 carries an ETag; sending it back as If-None-Match gets a 304
+    without a body (and without a Content-Type)."""
+    headers = {
+        "ETag": {"description": "validator of this representation", "schema": {"type": "string"}},
+        "Cache-Control": {"description": cache_control, "schema": {"type": "string"}},
+    }
+    responses["200"]["headers"] = headers
+    responses["304"] = {
+        "description": "Not modified: If-None-Match matches the current ETag (no body)",
+        "headers": headers,
+    }
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A path, query or header parameter is a string or absent, never null: an optional
+    one's `None` means it was left out."""
+    options = schema.get("anyOf")
+    if options is None:
+        return schema
+    kept = [o for o in options if o != {"type": "null"}]
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and (k, v) != ("default", None)}
+    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 def _limit_note(e: Endpoint) -> str | None:

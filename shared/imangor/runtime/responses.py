@@ -103,6 +103,8 @@ def finish_headers(request: Request, response: Response, ctx: Context) -> None:
     id, safe defaults, and CORS for an allowed origin."""
     headers = response.headers
     headers.update(ctx.response_headers)
+    if response.status_code in (204, 304):  # no body, so no media type (Flask adds one)
+        headers.pop("Content-Type", None)
     headers["X-Request-ID"] = ctx.request_id
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Cache-Control", "no-store")

@@ -100,6 +100,7 @@ class Unit:
         key_scope: str | None = None,
         raw: bool = False,
         idempotent: bool = False,
+        produces: tuple[str, ...] = (),
     ) -> Callable[[F], F]:
         if isinstance(rate_limit, str) and rate_limit not in ("off", *Settings.model_fields):
             raise TypeError(f"{method} {path}: rate_limit {rate_limit!r} is not a setting")
@@ -120,6 +121,7 @@ class Unit:
                     key_scope=key_scope,
                     raw=raw,
                     idempotent=idempotent,
+                    produces=produces,
                 )
             )
             return func

@@ -6,9 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from imangor.config import Settings
 from imangor.schemas.common import Input, Output, Page
+from imangor.schemas.scalars import json_integer
 
 Filename = Annotated[
     str,
@@ -21,10 +23,29 @@ Filename = Annotated[
 ]
 
 
+# The document states the settings' defaults; the service enforces the values in force.
+_DEFAULTS = Settings.model_fields
+_TYPES: list[str] = _DEFAULTS["upload_content_types"].get_default(call_default_factory=True)
+_MAX_BYTES: int = _DEFAULTS["upload_max_bytes"].default
+
+
 class FileIn(Input):
     filename: Filename
-    content_type: Annotated[str, Field(max_length=100)]
-    size: Annotated[int, Field(gt=0, description="exact size in bytes")]
+    content_type: Annotated[
+        str,
+        Field(
+            max_length=100,
+            description="one of UPLOAD_CONTENT_TYPES (by default these)",
+            json_schema_extra={"enum": _TYPES},
+        ),
+    ]
+    size: int = Field(
+        gt=0,
+        description="exact size in bytes, at most UPLOAD_MAX_BYTES (by default this)",
+        json_schema_extra={"maximum": _MAX_BYTES},
+    )
+
+    _json = field_validator("size", mode="before")(json_integer)
 
 
 class FilePath(Input):

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from imangor.schemas.common import Input, Output, Page
+from imangor.schemas.patch import PatchInput
 
 MAX_DESCRIPTION = 10_000
 
@@ -25,17 +26,16 @@ class ItemIn(Input):
         return value.strip()
 
 
-class ItemPatch(Input):
+class ItemPatch(PatchInput):
     """Fields to change; `description` may be set to null to clear it."""
 
+    nullable = frozenset({"description"})
     title: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=MAX_DESCRIPTION)
 
     @field_validator("title", mode="before")
     @classmethod
-    def _title_not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("cannot be null; leave the field out to keep it")
+    def _title_not_blank(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             raise ValueError("title must not be blank")
         return value.strip() if isinstance(value, str) else value

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from imangor.schemas.common import Input, Output, Page
 from imangor.schemas.products import MoneyOut
+from imangor.schemas.scalars import json_integer
 
 MAX_QUANTITY = 1000
 OrderStatus = Literal["pending", "confirmed", "shipped", "cancelled"]
@@ -18,6 +19,8 @@ OrderStatus = Literal["pending", "confirmed", "shipped", "cancelled"]
 class OrderIn(Input):
     product_id: uuid.UUID
     quantity: int = Field(ge=1, le=MAX_QUANTITY)
+
+    _json = field_validator("quantity", mode="before")(json_integer)
 
 
 class OrderPath(Input):

@@ -17,23 +17,51 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from imangor.schemas.common import Input, Output, Page, PageQuery, PlainInt
+from imangor.schemas.patch import PatchInput
+from imangor.schemas.scalars import json_integer
 
 MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
 MAX_STOCK = 1_000_000_000
 
-# Input money: non-negative, at most two decimal places, never NaN or Infinity.
+# Input money: non-negative, at most two decimal places, never NaN or Infinity. A string is
+# plain digits ("19.99", "5", "0.5"; no sign, exponent, spaces, underscores or other digits),
+# a JSON number has at most two decimals; the document says exactly that.
+MONEY_PATTERN = r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"
+_MONEY = re.compile(MONEY_PATTERN)
+
+
+def _money_spelling(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a price is a number or a decimal string, not a boolean")
+    if isinstance(value, str) and not _MONEY.fullmatch(value):
+        raise ValueError('a price string is plain digits with at most two decimals, e.g. "19.99"')
+    return value
+
+
 Money = Annotated[
     Decimal,
+    BeforeValidator(_money_spelling),
     Field(ge=0, le=MAX_PRICE, max_digits=12, decimal_places=2, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": float(MAX_PRICE), "multipleOf": 0.01},
+                {"type": "string", "pattern": MONEY_PATTERN},
+            ],
+            "description": 'a decimal with at most two places, as a string ("19.99") or a number',
+        }
+    ),
 ]
 # Output money: a string with exactly two decimals ("19.90").
 MoneyOut = Annotated[
@@ -55,12 +83,39 @@ MAX_STRING = 500
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")  # the whole name: fullmatch, not $
 
 
+def _nested(levels: int) -> dict[str, Any]:
+    """The JSON schema of a free-form attribute value with up to `levels` nested arrays or
+    objects (strings at most MAX_STRING characters)."""
+    scalar: dict[str, Any] = {
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_STRING},
+            {"type": ["number", "boolean", "null"]},
+        ]
+    }
+    if levels == 0:
+        return scalar
+    inner = _nested(levels - 1)
+    return {
+        "anyOf": [
+            *scalar["anyOf"],
+            {"type": "array", "items": inner},
+            {"type": "object", "additionalProperties": inner},
+        ]
+    }
+
+
+def _attributes_schema(schema: dict[str, Any]) -> None:
+    schema["propertyNames"] = {"pattern": f"^{_KEY.pattern}$"}
+    schema["maxProperties"] = MAX_EXTRA_KEYS + 2
+    schema["additionalProperties"] = _nested(MAX_DEPTH)
+
+
 class ProductAttributes(BaseModel):
     """`category` and `description` are known and validated; other keys are free-form but
     bounded: at most 20 of them, names like `color` or `size_cm`, values nested at most 3
     levels, strings up to 500 characters, and the whole object at most 8 KB as JSON."""
 
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_config = ConfigDict(extra="allow", defer_build=True, json_schema_extra=_attributes_schema)
 
     category: Slug = Field(description="lower-case slug, e.g. home-garden")
     description: str = Field("", max_length=2000)
@@ -101,6 +156,8 @@ class ProductIn(Input):
     stock: int = Field(0, ge=0, le=MAX_STOCK)
     attributes: ProductAttributes
 
+    _json = field_validator("stock", mode="before")(json_integer)
+
     @field_validator("name")
     @classmethod
     def _name_has_text(cls, value: str) -> str:
@@ -109,7 +166,7 @@ class ProductIn(Input):
         return value.strip()
 
 
-class ProductPatch(Input):
+class ProductPatch(PatchInput):
     """Fields to change; `attributes`, when given, replaces the whole object."""
 
     name: str | None = Field(None, min_length=1, max_length=200)
@@ -117,12 +174,7 @@ class ProductPatch(Input):
     stock: int | None = Field(None, ge=0, le=MAX_STOCK)
     attributes: ProductAttributes | None = None
 
-    @field_validator("name", "price", "stock", "attributes", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("cannot be null; leave the field out to keep it")
-        return value
+    _json = field_validator("stock", mode="before")(json_integer)
 
     @field_validator("name")
     @classmethod
@@ -175,7 +227,7 @@ class ProductQuery(PageQuery):
     )
     category: Slug | None = None
     min_price: Money | None = None
-    max_price: Money | None = None
+    max_price: Money | None = Field(None, description="at least min_price")
     attribute: list[AttributeFilter] = Field(
         [],
         max_length=5,

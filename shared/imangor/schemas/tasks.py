@@ -35,6 +35,16 @@ class ProcessUpload(TaskPayload, task="process_upload", queue="main"):
     file_id: uuid.UUID
 
 
+class BumpCache(TaskPayload, task="bump_cache", queue="cache"):
+    """Cache namespaces whose version bump Redis missed after a write committed at
+    `committed_at` (see `imangor.cache`)."""
+
+    namespaces: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]] = Field(
+        min_length=1, max_length=10
+    )
+    committed_at: datetime
+
+
 class JobOut(Output):
     id: uuid.UUID
     kind: str

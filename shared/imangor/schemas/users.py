@@ -9,10 +9,22 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, EmailStr, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    JsonValue,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from imangor.config import Settings
+from imangor.registry import REGISTRY
 from imangor.schemas.common import Input, Output, PageQuery
+from imangor.schemas.patch import PatchInput, without_null
+from imangor.schemas.scalars import json_boolean
 
 Role = Literal["customer", "staff", "admin"]
 
@@ -161,7 +173,13 @@ def _names(scripts: frozenset[str]) -> str:
 
 # Stored as normalise_email spells it, so "  Ann@Example.COM " and "ann@example.com" (or an
 # NFD "José" and the NFC one) are one account.
-Email = Annotated[EmailStr, AfterValidator(normalise_email)]
+# The document says what email-validator refuses beyond the format: special-use domains.
+NOT_SPECIAL_USE = {"pattern": r"(?i)(^|[.@])(arpa|invalid|local|localhost|onion|test)\.?$"}
+Email = Annotated[
+    EmailStr,
+    AfterValidator(normalise_email),
+    Field(json_schema_extra={"not": NOT_SPECIAL_USE}),
+]
 # An address becoming an account's: the services also refuse look-alikes (lookalike_problem).
 NewEmail = Annotated[
     Email,
@@ -187,6 +205,12 @@ NewPassword = Annotated[
 Name = Annotated[str, Field(max_length=200)]
 
 
+def _email_needs_password(schema: dict[str, Any], model: type[Any]) -> None:
+    without_null(schema, model)
+    # JSON Schema can say it; the server asks only when the address really changes.
+    schema["dependentRequired"] = {"email": ["current_password"]}
+
+
 class UserOut(Output):
     id: uuid.UUID
     email: str
@@ -204,7 +228,10 @@ class RegisterIn(Input):
     full_name: Name = ""
 
 
-class UserUpdateMe(Input):
+class UserUpdateMe(PatchInput):
+    """Changing the e-mail needs `current_password` (a wrong one is a 401)."""
+
+    model_config = ConfigDict(json_schema_extra=_email_needs_password)
     email: NewEmail | None = None
     full_name: Name | None = None
     current_password: Password | None = Field(None, description="needed to change the e-mail")
@@ -222,8 +249,10 @@ class AdminUserCreate(Input):
     role: Role = "customer"
     is_active: bool = True
 
+    _json = field_validator("is_active", mode="before")(json_boolean)
 
-class AdminUserUpdate(Input):
+
+class AdminUserUpdate(PatchInput):
     email: NewEmail | None = None
     full_name: Name | None = None
     role: Role | None = None
@@ -234,6 +263,8 @@ class AdminUserUpdate(Input):
         description="your own password: needed when the account is yours and the e-mail or "
         "the password changes (ignored for another account)",
     )
+
+    _json = field_validator("is_active", mode="before")(json_boolean)
 
 
 class UserFilter(PageQuery):
@@ -298,10 +329,14 @@ class Accepted(Output):
     detail: str
 
 
+_SCOPES: list[JsonValue] = [*sorted(REGISTRY.grantable_scopes)]
+
+
 class ApiKeyIn(Input):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     scopes: Annotated[list[str], Field(min_length=1, max_length=32)] = Field(
-        description="what the key may do, e.g. items:read, orders:write (see GRANTABLE_SCOPES)"
+        description="what the key may do, e.g. items:read, orders:write; repeats count once",
+        json_schema_extra={"items": {"type": "string", "enum": _SCOPES}},
     )
 
 

@@ -24,6 +24,7 @@ from imangor.schemas.orders import OrderIn, OrderOut, OrderPage
 from imangor.schemas.tasks import ProcessOrder
 from imangor.services.ownership import visible
 from imangor.services.pagination import newest_first
+from imangor.tasks.bumps import bump_after_commit
 
 PENDING, CONFIRMED, SHIPPED, CANCELLED = "pending", "confirmed", "shipped", "cancelled"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -83,7 +84,7 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         if left is None:
             raise FieldError("product_id", "not_found", "no product with this id")
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
-    cache.bump_after_commit(session, cache.CATALOG)  # the product's stock changed
+    bump_after_commit(session, cache.CATALOG)  # the product's stock changed
     # Confirmation runs in the background; the job commits (or not) with the order itself.
     tasks.enqueue(session, ProcessOrder(order_id=placed.id), user_id=user.user_id, job_id=job_id)
     return OrderOut(
@@ -143,7 +144,7 @@ def cancel_order(session: Session, user: Principal, order_id: uuid.UUID) -> Orde
     )
     session.flush()
     session.refresh(order)
-    cache.bump_after_commit(session, cache.CATALOG)
+    bump_after_commit(session, cache.CATALOG)
     return to_out(order)
 
 

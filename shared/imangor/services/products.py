@@ -58,6 +58,7 @@ from imangor.schemas.products import (
     ReportQuery,
 )
 from imangor.services.pagination import decode_cursor, fingerprint, invalid_cursor, paginate
+from imangor.tasks.bumps import bump_after_commit
 
 ENGLISH: ColumnElement[Any] = literal_column("'english'::regconfig")
 
@@ -75,7 +76,7 @@ def create_product(session: Session, data: ProductIn) -> ProductOut:
     session.add(product)
     session.flush()
     session.refresh(product)  # price as stored, generated columns, timestamps
-    cache.bump_after_commit(session, cache.CATALOG)
+    bump_after_commit(session, cache.CATALOG)
     return ProductOut.model_validate(product)
 
 
@@ -90,7 +91,7 @@ def update_product(session: Session, product_id: uuid.UUID, patch: ProductPatch)
             setattr(product, field, value)
         session.flush()
         session.refresh(product)
-        cache.bump_after_commit(session, cache.CATALOG)
+        bump_after_commit(session, cache.CATALOG)
     return ProductOut.model_validate(product)
 
 
@@ -103,7 +104,7 @@ def delete_product(session: Session, product_id: uuid.UUID) -> None:
     )
     if not getattr(deleted, "rowcount", 0):
         raise NotFound(f"no product {product_id}")
-    cache.bump_after_commit(session, cache.CATALOG)
+    bump_after_commit(session, cache.CATALOG)
 
 
 # -- reads -----------------------------------------------------------------------------------
