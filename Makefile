@@ -52,6 +52,14 @@ cron: install  ## run scheduled job NAME now through the running make dev, print
 	@$(RUN) python -m infra.local.cron $(NAME)
 
 bench: install  ## run every benchmark (results in bench/results/, summarised in the README)
+	@# HTTP load comes from wrk (a C client: the Python fallback eats the CPU it measures).
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing wrk (apt-get)"; \
+	    apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } || true; \
+	  fi; \
+	  command -v wrk >/dev/null 2>&1 || echo "wrk is missing (sudo apt-get install -y wrk): bench/api.py falls back to its Python client"; \
+	}
 	$(RUN) python bench/cold_start.py --runs 30
 	$(RUN) python bench/login.py
 	$(RUN) python bench/tasks.py
