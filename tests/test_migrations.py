@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from imangor import models
 from imangor.db import sqlalchemy_url
@@ -65,6 +65,12 @@ def test_products_have_search_and_category_indexes(scratch_db: Engine) -> None:
     assert "ix_products_search_vector" in indexes
     assert indexes["ix_products_search_vector"]["dialect_options"]["postgresql_using"] == "gin"
     assert indexes["ix_products_category_price"]["column_names"][0] == "category"
+    # 0011: searches never scan a GIN pending list that stock updates keep filling.
+    with scratch_db.connect() as connection:
+        options = connection.scalar(
+            text("SELECT reloptions FROM pg_class WHERE relname = 'ix_products_search_vector'")
+        )
+    assert "fastupdate=off" in options
 
 
 def test_units_get_table_access_through_the_cloud_sql_iam_role(services: dict[str, str]) -> None:

@@ -192,3 +192,113 @@ def test_attribute_filters_and_descending_price(client: Any, make_product: Any) 
     for bad in ("color", ":red", "1color:red", "color:"):
         refused = client.get("/products/", query_string={"attribute": bad})
         assert refused.status_code == 422, bad
+
+
+# -- relevance: exact under the threshold, windows above it -----------------------------------
+
+LAMPS = 40
+
+
+@pytest.fixture
+def lamps() -> list[str]:
+    """40 products matching 'lamp' at several ranks (in the name or not, once to three times
+    in the description), with ids spread evenly over the id space; returns the exact order."""
+    from imangor.cache import CATALOG, bump
+    from tests.catalog.conftest import sql
+
+    sql(
+        "INSERT INTO products (id, name, price, stock, attributes) "
+        "SELECT (lpad(to_hex(mod(n * 4093, 65536)), 4, '0') || substr(md5(n::text), 5))::uuid, "
+        "'Item ' || n || CASE WHEN mod(n, 5) = 0 THEN ' lamp' ELSE '' END, 10, 1, "
+        "jsonb_build_object('category', 'home', "
+        "'description', repeat('lamp ', 1 + mod(n, 3)) || 'for reading') "
+        "FROM generate_series(1, :n) AS n",
+        n=LAMPS,
+    )
+    sql("ANALYZE products")
+    bump(CATALOG)
+    return exact_order("lamp")
+
+
+def exact_order(q: str, bits: int = 0) -> list[str]:
+    """Names by (window of `bits` id bits, ts_rank DESC, id), computed in full by SQL."""
+    from tests.catalog.conftest import sql
+
+    window = f"(('x' || left(id::text, 8))::bit(32)::bigint >> {32 - bits}), " if bits else ""
+    rows = sql(
+        f"SELECT name FROM products WHERE search_vector @@ websearch_to_tsquery('english', :q) "
+        f"ORDER BY {window}ts_rank(search_vector, websearch_to_tsquery('english', :q)) DESC, id",
+        q=q,
+    )
+    return [row[0] for row in rows]
+
+
+def every_page(client: Client, limits: list[int], **params: Any) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    for n in range(100):
+        more = {"cursor": cursor} if cursor else {}
+        page = search(client, **params, limit=limits[n % len(limits)], **more)
+        seen += names(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+    raise AssertionError("more than 100 pages")
+
+
+def test_relevance_under_the_threshold_is_the_full_ts_rank_order(
+    client: Client, lamps: list[str]
+) -> None:
+    from imangor.services import products
+
+    assert len(lamps) == LAMPS <= products.EXACT_UP_TO
+    assert len(set(lamps)) == LAMPS
+    assert names(search(client, q="lamp", limit=100)) == lamps
+    assert every_page(client, [7, 3, 11], q="lamp") == lamps
+    assert lamps[0].endswith(" lamp")  # a name match ranks first
+
+
+@pytest.mark.parametrize("walk", [True, False], ids=["walked", "from-the-index"])
+def test_above_the_threshold_pages_walk_windows_and_every_match_once(
+    client: Client, lamps: list[str], monkeypatch: pytest.MonkeyPatch, walk: bool
+) -> None:
+    from imangor.services import products
+
+    # As if the catalog were large: 40 matches estimated out of 50 products; windows of 8
+    # matches give bits = 2 (4 windows of 8 to 12 lamps).
+    monkeypatch.setattr(products, "EXACT_UP_TO", 5)
+    monkeypatch.setattr(products, "WINDOW_MATCHES", 8)
+    monkeypatch.setattr(products, "WALK_SHARE", 0.0 if walk else 2.0)
+    monkeypatch.setattr(products, "_estimate", lambda session, query: (40.0, 50.0))
+    windowed = exact_order("lamp", bits=2)
+    assert sorted(windowed) == sorted(lamps) and windowed != lamps
+    assert names(search(client, q="lamp", limit=4)) == windowed[:4]
+    for limits in ([4], [3, 9, 1], [25]):
+        assert every_page(client, limits, q="lamp") == windowed
+
+
+def test_an_estimate_far_too_high_falls_back_to_the_exact_order(
+    client: Client, lamps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imangor.services import products
+
+    # The planner expects a million matches; the first window (1/16384 of the ids) holds
+    # none of the 40, so the search ranks the few there are exactly.
+    monkeypatch.setattr(products, "_estimate", lambda session, query: (1e6, 1e6))
+    assert names(search(client, q="lamp", limit=100)) == lamps
+    assert every_page(client, [6], q="lamp") == lamps
+
+
+def test_an_estimate_just_above_the_threshold_is_checked_by_counting(
+    lamps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imangor.db import session_scope
+    from imangor.schemas.products import ProductQuery
+    from imangor.services import products
+
+    query = ProductQuery.model_validate({"q": "lamp"})
+    with session_scope() as session:
+        monkeypatch.setattr(products, "_estimate", lambda s, q: (2000.0, 1e6))
+        assert products._plan(session, query)[0] == 0  # 40 counted: ranked in full
+        monkeypatch.setattr(products, "_estimate", lambda s, q: (5000.0, 1e6))
+        assert products._plan(session, query)[0] > 0  # beyond the check: windows

@@ -24,7 +24,14 @@ class Product(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         CheckConstraint("price >= 0", name="price_not_negative"),
         CheckConstraint("stock >= 0", name="stock_not_negative"),
-        Index("ix_products_search_vector", "search_vector", postgresql_using="gin"),
+        # Without fast update: stock writes would otherwise fill a pending list every search
+        # scans in full (migration 0011).
+        Index(
+            "ix_products_search_vector",
+            "search_vector",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
         Index("ix_products_category_price", "category", "price", "id"),
         Index("ix_products_category_created", "category", "created_at", "id"),
         Index("ix_products_price", "price", "id"),

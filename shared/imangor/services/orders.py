@@ -15,7 +15,7 @@ import uuid
 from sqlalchemy import Integer, String, Uuid, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from imangor import cache, tasks
+from imangor import cache
 from imangor.auth.principal import Principal
 from imangor.errors import Conflict, FieldError, NotFound
 from imangor.models import Order, Product
@@ -24,6 +24,7 @@ from imangor.schemas.orders import OrderIn, OrderOut, OrderPage
 from imangor.schemas.tasks import ProcessOrder
 from imangor.services.ownership import visible
 from imangor.services.pagination import newest_first
+from imangor.tasks import outbox
 from imangor.tasks.bumps import bump_after_commit
 
 PENDING, CONFIRMED, SHIPPED, CANCELLED = "pending", "confirmed", "shipped", "cancelled"
@@ -51,10 +52,12 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
     Raises Conflict when the stock is short (also when concurrent buyers take the last units
     first) and a FieldError on `product_id` for an unknown product.
     """
-    # One UPDATE checks and takes the stock: concurrent buyers queue on the row lock and each
-    # re-checks `stock >= quantity` against the committed value, so stock never goes below
-    # zero. The order row is inserted from its RETURNING in the same statement (one round
-    # trip); no row taken, no order.
+    # One statement does the whole write (one round trip): the UPDATE checks and takes the
+    # stock (concurrent buyers queue on the row lock and each re-checks `stock >= quantity`
+    # against the committed value, so stock never goes below zero); the order row is inserted
+    # from its RETURNING, and the confirmation job with its outbox row from the order's. No
+    # stock taken, no order, no job.
+    order_id, job_id = uuid.uuid4(), uuid.uuid4()
     taken = (
         update(Product)
         .where(Product.id == data.product_id, Product.stock >= data.quantity)
@@ -62,42 +65,44 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         .returning(Product.price)
         .cte("taken")
     )
-    columns = ["id", "user_id", "product_id", "quantity", "unit_price", "status", "job_id"]
-    job_id = uuid.uuid4()  # the job confirming it, enqueued below once the stock is taken
-    values = select(
-        literal(uuid.uuid4(), Uuid()),
-        literal(user.user_id, Uuid()),
-        literal(data.product_id, Uuid()),
-        literal(data.quantity, Integer()),
-        taken.c.price,
-        literal(PENDING, String()),
-        literal(job_id, Uuid()),
-    )
     orders = Order.__table__.c
-    placed = session.execute(
+    placed = (
         insert(Order)
-        .from_select(columns, values)
+        .from_select(
+            ["id", "user_id", "product_id", "quantity", "unit_price", "status", "job_id"],
+            select(
+                literal(order_id, Uuid()),
+                literal(user.user_id, Uuid()),
+                literal(data.product_id, Uuid()),
+                literal(data.quantity, Integer()),
+                taken.c.price,
+                literal(PENDING, String()),
+                literal(job_id, Uuid()),
+            ),
+        )
         .returning(orders.id, orders.unit_price, orders.created_at, orders.updated_at)
-    ).first()
-    if placed is None:
+        .cte("placed")
+    )
+    confirm = ProcessOrder(order_id=order_id)
+    queued = outbox.enqueue_with(session, placed, confirm, user_id=user.user_id, job_id=job_id)
+    row = session.execute(select(placed).add_cte(queued)).first()
+    if row is None:
         left = session.scalar(select(Product.stock).where(Product.id == data.product_id))
         if left is None:
             raise FieldError("product_id", "not_found", "no product with this id")
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
     bump_after_commit(session, cache.CATALOG)  # the product's stock changed
-    # Confirmation runs in the background; the job commits (or not) with the order itself.
-    tasks.enqueue(session, ProcessOrder(order_id=placed.id), user_id=user.user_id, job_id=job_id)
     return OrderOut(
-        id=placed.id,
+        id=row.id,
         user_id=user.user_id,
         product_id=data.product_id,
         quantity=data.quantity,
-        unit_price=placed.unit_price,
-        total=placed.unit_price * data.quantity,
+        unit_price=row.unit_price,
+        total=row.unit_price * data.quantity,
         status=PENDING,
         job_id=job_id,
-        created_at=placed.created_at,
-        updated_at=placed.updated_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 

@@ -11,7 +11,8 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import CTE, String, Uuid, delete, event, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from imangor.db import after_close
@@ -32,9 +33,7 @@ def enqueue(
 ) -> Job:
     """Record a job and its outbox row in the session's transaction; pushed after commit.
     `job_id` is the job's id when the caller has recorded it already (an order does)."""
-    body = payload.model_dump(mode="json")
-    if len(payload.model_dump_json()) > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"{payload.task_name}: payload over {MAX_PAYLOAD_BYTES} bytes")
+    body = _body(payload)
     job = Job(
         id=job_id or uuid.uuid4(),
         kind=payload.task_name,
@@ -47,6 +46,42 @@ def enqueue(
     session.flush()
     session.info.setdefault(PENDING_KEY, []).append(job.id)
     return job
+
+
+def enqueue_with(
+    session: Session, source: CTE, payload: TaskPayload, *, user_id: uuid.UUID, job_id: uuid.UUID
+) -> CTE:
+    """`enqueue` as part of a write's own statement: the job and its outbox row are inserted
+    once per row of `source` (a CTE of that statement), so no row, no job. Returns the CTE to
+    attach (`add_cte`); the job is pushed after commit like any other."""
+    job = (
+        insert(Job)
+        .from_select(
+            ["id", "kind", "queue", "payload", "user_id"],
+            select(
+                literal(job_id, Uuid()),
+                literal(payload.task_name, String()),
+                literal(payload.queue, String()),
+                literal(_body(payload), JSONB()),
+                literal(user_id, Uuid()),
+            ).select_from(source),
+            include_defaults=False,  # the columns' server defaults (status, attempts) apply
+        )
+        .returning(Job.__table__.c.id)
+        .cte(f"job_{payload.task_name}")
+    )
+    session.info.setdefault(PENDING_KEY, []).append(job_id)
+    return (
+        insert(OutboxEntry)
+        .from_select(["job_id"], select(job.c.id), include_defaults=False)
+        .cte("queued")
+    )
+
+
+def _body(payload: TaskPayload) -> dict[str, object]:
+    if len(payload.model_dump_json()) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"{payload.task_name}: payload over {MAX_PAYLOAD_BYTES} bytes")
+    return payload.model_dump(mode="json")
 
 
 @event.listens_for(Session, "after_commit")
