@@ -161,3 +161,21 @@ def test_every_operation_that_reaches_the_database_or_redis_documents_503() -> N
     for code in ("429", "503"):
         header = responses["POST /orders/"][code]["headers"]["Retry-After"]
         assert header["schema"] == {"type": "integer", "minimum": 1}
+
+
+def test_every_integer_parameter_documents_a_range_a_plain_integer_can_spell() -> None:
+    """Query and header integers are parsed only when written as at most 18 digits
+    (schemas.common.plain_integer): a documented range wider than that lets a schema-valid
+    value (schemathesis sent 36893488147419103231 as a retry count) be refused with a 422."""
+    from infra.generate import derived_files
+
+    document = json.loads(next(iter(derived_files().values())))
+    unbounded = [
+        f"{method.upper()} {path} {parameter['in']} {parameter['name']}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+        if parameter.get("schema", {}).get("type") == "integer"
+        and not -(10**18) < parameter["schema"].get("maximum", 10**18) < 10**18
+    ]
+    assert not unbounded

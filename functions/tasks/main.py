@@ -43,8 +43,11 @@ class Envelope(Input):
 
 
 class DeliveryHeaders(Input):
-    retry_count: PlainInt = Field(0, ge=0, alias="X-CloudTasks-TaskRetryCount")
-    execution_count: PlainInt = Field(0, ge=0, alias="X-CloudTasks-TaskExecutionCount")
+    # Bounded so the documented range is what a plain integer (18 digits at most) can spell.
+    retry_count: PlainInt = Field(0, ge=0, le=1_000_000, alias="X-CloudTasks-TaskRetryCount")
+    execution_count: PlainInt = Field(
+        0, ge=0, le=1_000_000, alias="X-CloudTasks-TaskExecutionCount"
+    )
     task_name: str | None = Field(None, alias="X-CloudTasks-TaskName", max_length=500)
     queue_name: str | None = Field(None, alias="X-CloudTasks-QueueName", max_length=100)
 
