@@ -60,10 +60,10 @@ def bench_figures(bench: Path = BENCH) -> dict[str, Figure]:
     """The figures the model uses, read from the bench reports as they are committed."""
     api = bench / "api.md"
     return {
-        "product hit": _table_rate(api, "GET /products/{id} hit", 1),
-        "product miss": _table_rate(api, "GET /products/{id} miss", 1),
+        "product hit": _table_rate(api, "GET /products/{id} (cache hit)", 1),
+        "product miss": _table_rate(api, "GET /products/{id} (cache miss)", 1),
         "category list": _table_rate(api, "GET /products/?category=", 1),
-        "search": _table_rate(api, "GET /products/?q=", 1),
+        "search": _table_rate(api, "GET /products/?q= mixed 30 % broad", 1),
         "order write": _table_rate(api, "POST /orders/", 1),
         "sign-in": _table_rate(bench / "login.md", "4 (Terraform)", 2),
         "task": _table_rate(bench / "tasks.md", "dispatcher as shipped (queue limits)", 1),
