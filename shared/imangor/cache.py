@@ -24,7 +24,7 @@ database and nothing stale is served). A missed bump is retried two ways at once
 Both give up once CACHE_TTL_SECONDS have passed since the commit: by then every entry filled
 before the write has expired. A second bump (both routes landing) only costs a few misses.
 
-What this costs: nothing on a cache hit (the same two GETs: version, then entry) and nothing
+What this costs: nothing on a cache hit (one script: the version, then the entry) and nothing
 on a write whose bump lands; a missed bump costs one job and outbox row, and one task.
 Readers cannot check freshness themselves without a database read per hit, which is what
 the cache saves, and a shorter TTL would cost misses all the time to bound a rare fault.
@@ -100,9 +100,37 @@ def version(namespace: str) -> int | None:
 
 def make_key(namespace: str, version: int, kind: str, params: Mapping[str, Any]) -> str:
     """`cache:<ns>:<version>:<kind>:<digest of the canonical JSON of params>`."""
+    return f"cache:{namespace}:{version}{_entry_suffix(kind, params)}"
+
+
+def _entry_suffix(kind: str, params: Mapping[str, Any]) -> str:
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:32]
-    return f"cache:{namespace}:{version}:{kind}:{digest}"
+    return f":{kind}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
+
+
+# A hit in one round trip: the version, then the entry of that version (a missing version
+# starts at the clock, as in `version`). The entry's key is built in the script, so it is not
+# declared in KEYS: fine on Memorystore's standalone Redis, not on a Redis Cluster.
+_READ_SCRIPT = """
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'NX')
+  v = redis.call('GET', KEYS[1])
+end
+return {v, redis.call('GET', ARGV[2] .. v .. ARGV[3])}
+"""
+_read_script: Any = None  # redis-py's Script: EVALSHA, reloading the script after a flush
+
+
+def _read_entry(client: Redis, namespace: str, suffix: str) -> tuple[int, bytes | None]:
+    global _read_script
+    if _read_script is None:
+        _read_script = client.register_script(_READ_SCRIPT)
+    started = str(time.time_ns() // 1000)
+    current, raw = _read_script(
+        keys=[_version_key(namespace)], args=[started, f"cache:{namespace}:", suffix], client=client
+    )
+    return int(current), raw
 
 
 def read_through(
@@ -116,16 +144,16 @@ def read_through(
     (a version bump makes it unreachable sooner)."""
     from redis.exceptions import RedisError
 
-    current = version(namespace)
     client = _client()
-    if current is None or client is None:
+    if client is None:
         return load()
-    key = make_key(namespace, current, kind, params)
+    suffix = _entry_suffix(kind, params)
     try:
-        raw: Any = client.get(key)
-    except RedisError as exc:
-        log.warning("cache read failed, reading from the database: %s", exc)
+        current, raw = _read_entry(client, namespace, suffix)
+    except (RedisError, ValueError) as exc:
+        log.warning("cache unavailable, reading from the database: %s", exc)
         return load()
+    key = f"cache:{namespace}:{current}{suffix}"
     if raw is not None:
         try:
             return model.model_validate_json(raw)

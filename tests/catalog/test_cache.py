@@ -34,6 +34,48 @@ def test_read_is_cached_until_a_write_bumps_the_version(
     assert (fresh["name"], fresh["stock"]) == ("Changed in SQL", 3)
 
 
+@pytest.fixture
+def own_redis(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
+    """A Redis server of this test's own, so its command counts are this test's alone."""
+    from imangor.config import get_settings
+    from imangor.redis_client import get_redis, reset_redis
+    from infra.local.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path) as url:
+        monkeypatch.setenv("REDIS_URL", url)
+        get_settings.cache_clear()
+        reset_redis()
+        yield get_redis()
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        reset_redis()
+
+
+def test_a_hit_is_one_redis_round_trip_and_survives_a_script_flush(
+    client: Client, make_product: Any, own_redis: Any
+) -> None:
+    """The version and the entry come back from one script call (EVALSHA), not two GETs; a
+    Redis that lost its scripts (restart, failover, SCRIPT FLUSH) reloads it and still hits."""
+    product = make_product(name="Flushed lamp")
+    url = f"/products/{product['id']}"
+    assert client.get(url).status_code == 200  # fills the entry
+
+    sql("UPDATE products SET name = 'Changed in SQL' WHERE id = :id", id=product["id"])
+    with own_redis.monitor() as monitor:
+        assert client.get(url).json["name"] == "Flushed lamp"  # served from the cache
+        own_redis.echo("end of request")
+        sent = []  # what the unit sent; commands run inside a script show as client "lua"
+        for event in monitor.listen():
+            if event["command"] == "ECHO end of request":
+                break
+            if event["client_type"] != "lua":
+                sent.append(event["command"].split()[0].upper())
+    # The rate limit's call, and one EVALSHA for the cache entry: no GET of its own.
+    assert "GET" not in sent and 1 <= sent.count("EVALSHA") <= 2, sent
+    own_redis.script_flush()
+    assert client.get(url).json["name"] == "Flushed lamp"
+
+
 def test_search_is_cached_by_normalised_query(client: Client, make_product: Any) -> None:
     make_product(name="Walnut lamp", price="10")
     first = client.get("/products/?q=walnut%20%20lamp&min_price=10")
