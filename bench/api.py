@@ -614,6 +614,8 @@ class Endpoint:
     supply: Supply
     repeats_ok: bool = False  # sending a request twice measures the same thing (no cache)
     fresh_cache: bool = True  # bump the catalog cache before the run
+    # Concurrency of its runs when not the bench's (1: the service time itself, no queueing).
+    connections: int | None = None
 
 
 @dataclass
@@ -723,6 +725,7 @@ def measure(
     warmup: float,
     budget: int,  # distinct requests offered per second of a run
 ) -> Pass:
+    connections = endpoint.connections or connections
     if endpoint.fresh_cache:
         bump_cache()
         endpoint.supply.restart()
@@ -1186,6 +1189,24 @@ def endpoints(fx: Fixtures, rng: random.Random) -> list[Endpoint]:
         Endpoint("GET /products/?q= broad", "products", base, Supply(searches["broad"])),
         Endpoint("GET /products/?q= mixed 30 % broad", "products", base, Supply(mixed)),
         Endpoint("GET /products/?q= two broad words", "products", base, Supply(searches["pairs"])),
+        # One connection: what a search costs in time when nothing queues ahead of it (at 16
+        # connections on two cores, most of the p99 is waiting for a core).
+        Endpoint(
+            f"{base}, 1 connection",
+            "baseline",
+            None,
+            Supply(gets([f"/baseline/products/{i}" for i in fx.product_ids])),
+            repeats_ok=True,
+            fresh_cache=False,
+            connections=1,
+        ),
+        Endpoint(
+            "GET /products/?q= mixed 30 % broad, 1 connection",
+            "products",
+            f"{base}, 1 connection",
+            Supply(list(mixed)),
+            connections=1,
+        ),
         Endpoint(
             "GET /products/?category=",
             "products",
