@@ -116,6 +116,33 @@ def test_a_deleted_files_upload_url_leaves_nothing_behind(
     assert storage.bucket().get_blob(object_name) is None
 
 
+def test_no_cloud_storage_credentials_is_a_503_that_writes_nothing(
+    client: Client, make_account: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A deployment without credentials for Cloud Storage (no emulator, no key, no metadata
+    server) answers 503 with Retry-After and a problem document, never a 500, and keeps no
+    half-made file."""
+    from imangor import storage
+
+    me = make_account()
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud default credentials
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # and no metadata server to ask
+    storage.reset_client()
+    try:
+        before = file_count()
+        answer = start(client, me)
+        assert answer.status_code == 503, answer.json
+        assert answer.headers["Content-Type"] == "application/problem+json"
+        assert int(answer.headers["Retry-After"]) > 0
+        assert "credentials" in answer.json["detail"]
+        assert file_count() == before
+    finally:
+        monkeypatch.undo()
+        storage.reset_client()
+
+
 def test_complete_before_upload_is_409(client: Client, make_account: Any) -> None:
     me = make_account()
     ticket = start(client, me).json

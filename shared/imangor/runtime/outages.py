@@ -1,4 +1,5 @@
-"""Dependency outages: which errors mean the database or Redis cannot answer right now.
+"""Dependency outages: which errors mean the database, Redis or a Google API (Cloud Storage,
+Cloud Tasks) cannot answer right now.
 
 A request that fails because a dependency is down, frozen or out of connections is answered
 503 with `Retry-After` (the client may retry; nothing was committed), not 500: that is for
@@ -50,9 +51,23 @@ def _classify(exc: BaseException) -> str | None:
     redis = sys.modules.get("redis.exceptions")
     if redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return "Redis"
+    # Cloud Storage and the other Google APIs: no usable credentials (none found, a refresh
+    # refused, the metadata server unreachable) or the API itself saying "not now". Missing
+    # credentials are a deployment's fault, not a bug in the request: ops fix them without a
+    # release, and until then the client gets a 503 it may retry, never a 500.
+    auth = sys.modules.get("google.auth.exceptions")
+    if auth is not None and isinstance(exc, auth.GoogleAuthError):
+        return "Google Cloud (credentials)"
+    api = sys.modules.get("google.api_core.exceptions")
+    if api is not None and isinstance(exc, _google_not_now(api)):
+        return "a Google Cloud API"
     if isinstance(exc, (ConnectionError, TimeoutError)):  # a socket error nobody wrapped
         return _raised_by(exc) or "a service it needs"
     return None
+
+
+def _google_not_now(api: Any) -> tuple[type[BaseException], ...]:
+    return (api.ServiceUnavailable, api.GatewayTimeout, api.DeadlineExceeded, api.TooManyRequests)
 
 
 # Where a bare socket error came from, by the package it was raised in: pg8000 lets a read
