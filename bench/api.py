@@ -1098,7 +1098,8 @@ def write_report(
     for label, indexes, seq, ms in plans:
         lines.append(f"| `{label}` | {indexes} | {'yes' if seq else 'no'} | {ms:.1f} |")
     lines += ["", f"Run with `uv run --frozen python {meta['command']}`.", ""]
-    path = RESULTS / "api.md"
+    # A partial run (--only) must not replace the committed report the README quotes.
+    path = RESULTS / ("api.md" if meta["complete"] else "api.partial.md.tmp")
     path.write_text("\n".join(lines))
     return path
 
@@ -1335,8 +1336,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     plans = explain_findings()
     relevant = relevance_lines(relevance(fx.queries, rng, args.relevance_sample))
-    report = write_report(rows, meta, plans, relevant)
-    chart = write_chart(rows)
+    report = write_report(rows, {**meta, "complete": not args.only}, plans, relevant)
+    chart = write_chart(rows) if not args.only else None
     print(report.read_text())
     if chart:
         print(f"chart: {chart.relative_to(ROOT)}", file=sys.stderr)
