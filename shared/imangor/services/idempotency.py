@@ -15,16 +15,30 @@ them and compares them, nothing more.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Interval,
+    String,
+    Table,
+    Update,
+    Uuid,
+    bindparam,
+    delete,
+    func,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from imangor.config import get_settings
 from imangor.errors import Conflict
@@ -58,41 +72,61 @@ def run_once(
     `scope` or `request`. Must run inside the transaction that makes the write (the caller
     commits).
     """
-    stored = _claim(session, owner, key, request_fingerprint(scope, request))
+    fingerprint = request_fingerprint(scope, request)
+    stored = _claim(session, owner, key, fingerprint)
     if stored is not None:
         return stored, True
     answer = run()
-    session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.user_id == owner, IdempotencyKey.key == key)
-        .values(answer=answer)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_keep_statement(), {"owner": owner, "idem_key": key, "kept": answer})
     return answer, False
+
+
+# The two statements every keyed write runs are built once, from bind parameters only: each
+# request then costs their execution, not building and compiling them again.
+@functools.cache
+def _claim_statement() -> ReturningInsert[tuple[str]]:
+    """Claim the key: insert it, or take over an expired row; a live row is left alone (and a
+    transaction still holding it waited for). Returns the key when claimed."""
+    table = cast(Table, IdempotencyKey.__table__)
+    fresh = insert(table).values(
+        user_id=bindparam("owner", type_=Uuid()),
+        key=bindparam("idem_key", type_=String()),
+        fingerprint=bindparam("fp", type_=String()),
+        expires_at=func.now() + bindparam("ttl", type_=Interval()),
+    )
+    return fresh.on_conflict_do_update(
+        index_elements=[table.c.user_id, table.c.key],
+        set_={
+            "fingerprint": fresh.excluded.fingerprint,
+            "answer": null(),
+            "created_at": func.now(),
+            "expires_at": fresh.excluded.expires_at,
+        },
+        where=table.c.expires_at <= func.now(),
+    ).returning(table.c.key)
+
+
+@functools.cache
+def _keep_statement() -> Update:
+    """Store the answer on the key this transaction claimed."""
+    table = cast(Table, IdempotencyKey.__table__)
+    return (
+        update(table)
+        .where(
+            table.c.user_id == bindparam("owner", type_=Uuid()),
+            table.c.key == bindparam("idem_key", type_=String()),
+        )
+        .values(answer=bindparam("kept", type_=JSONB()))
+    )
 
 
 def _claim(session: Session, owner: uuid.UUID, key: str, fingerprint: str) -> Answer | None:
     """Claim the key for this transaction (None), or the stored answer to replay."""
-    table = IdempotencyKey
-    fresh = insert(table).values(
-        user_id=owner,
-        key=key,
-        fingerprint=fingerprint,
-        expires_at=func.now() + timedelta(seconds=get_settings().idempotency_ttl_seconds),
-    )
-    # An expired row is taken over; a live one is left alone (and its owner waited for).
-    claim = fresh.on_conflict_do_update(
-        index_elements=[table.user_id, table.key],
-        set_={
-            "fingerprint": fresh.excluded.fingerprint,
-            "answer": None,
-            "created_at": func.now(),
-            "expires_at": fresh.excluded.expires_at,
-        },
-        where=table.expires_at <= func.now(),
-    ).returning(table.key)
-    if session.execute(claim).first() is not None:
+    ttl = timedelta(seconds=get_settings().idempotency_ttl_seconds)
+    params = {"owner": owner, "idem_key": key, "fp": fingerprint, "ttl": ttl}
+    if session.execute(_claim_statement(), params).first() is not None:
         return None
+    table = IdempotencyKey
     row = session.execute(
         select(table.fingerprint, table.answer).where(table.user_id == owner, table.key == key)
     ).one()

@@ -10,9 +10,22 @@ nothing).
 
 from __future__ import annotations
 
+import functools
 import uuid
+from typing import Any, cast
 
-from sqlalchemy import Integer, String, Uuid, func, insert, literal, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    Uuid,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from imangor import cache
@@ -52,40 +65,16 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
     Raises Conflict when the stock is short (also when concurrent buyers take the last units
     first) and a FieldError on `product_id` for an unknown product.
     """
-    # One statement does the whole write (one round trip): the UPDATE checks and takes the
-    # stock (concurrent buyers queue on the row lock and each re-checks `stock >= quantity`
-    # against the committed value, so stock never goes below zero); the order row is inserted
-    # from its RETURNING, and the confirmation job with its outbox row from the order's. No
-    # stock taken, no order, no job.
     order_id, job_id = uuid.uuid4(), uuid.uuid4()
-    taken = (
-        update(Product)
-        .where(Product.id == data.product_id, Product.stock >= data.quantity)
-        .values(stock=Product.stock - data.quantity, updated_at=func.now())
-        .returning(Product.price)
-        .cte("taken")
-    )
-    orders = Order.__table__.c
-    placed = (
-        insert(Order)
-        .from_select(
-            ["id", "user_id", "product_id", "quantity", "unit_price", "status", "job_id"],
-            select(
-                literal(order_id, Uuid()),
-                literal(user.user_id, Uuid()),
-                literal(data.product_id, Uuid()),
-                literal(data.quantity, Integer()),
-                taken.c.price,
-                literal(PENDING, String()),
-                literal(job_id, Uuid()),
-            ),
-        )
-        .returning(orders.id, orders.unit_price, orders.created_at, orders.updated_at)
-        .cte("placed")
-    )
     confirm = ProcessOrder(order_id=order_id)
-    queued = outbox.enqueue_with(session, placed, confirm, user_id=user.user_id, job_id=job_id)
-    row = session.execute(select(placed).add_cte(queued)).first()
+    params = outbox.enqueued(session, confirm, user_id=user.user_id, job_id=job_id)
+    params.update(
+        order_id=order_id,
+        user_id=user.user_id,
+        product_id=data.product_id,
+        quantity=data.quantity,
+    )
+    row = session.execute(_place_statement(), params).first()
     if row is None:
         left = session.scalar(select(Product.stock).where(Product.id == data.product_id))
         if left is None:
@@ -93,7 +82,7 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         raise Conflict(f"not enough stock: {left} left, {data.quantity} asked")
     bump_after_commit(session, cache.CATALOG)  # the product's stock changed
     return OrderOut(
-        id=row.id,
+        id=order_id,
         user_id=user.user_id,
         product_id=data.product_id,
         quantity=data.quantity,
@@ -104,6 +93,45 @@ def place_order(session: Session, user: Principal, data: OrderIn) -> OrderOut:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+@functools.cache
+def _place_statement() -> Select[Any]:
+    """The whole write as one statement (one round trip), built once: only bind parameters
+    vary, so SQLAlchemy compiles it once per process and reuses the SQL.
+
+    The UPDATE checks and takes the stock (concurrent buyers queue on the row lock and each
+    re-checks `stock >= quantity` against the committed value, so stock never goes below
+    zero); the order row is inserted from its RETURNING, and the confirmation job with its
+    outbox row from the order's (`outbox.job_rows`). No stock taken, no order, no job."""
+    products, orders = cast(Table, Product.__table__), cast(Table, Order.__table__)
+    quantity = bindparam("quantity", type_=Integer())
+    product_id = bindparam("product_id", type_=Uuid())
+    taken = (
+        update(products)
+        .where(products.c.id == product_id, products.c.stock >= quantity)
+        .values(stock=products.c.stock - quantity, updated_at=func.now())
+        .returning(products.c.price)
+        .cte("taken")
+    )
+    placed = (
+        insert(orders)
+        .from_select(
+            ["id", "user_id", "product_id", "quantity", "unit_price", "status", "job_id"],
+            select(
+                bindparam("order_id", type_=Uuid()),
+                bindparam("user_id", type_=Uuid()),
+                product_id,
+                quantity,
+                taken.c.price,
+                literal(PENDING),
+                bindparam("job_id", type_=Uuid()),
+            ),
+        )
+        .returning(orders.c.unit_price, orders.c.created_at, orders.c.updated_at)
+        .cte("placed")
+    )
+    return select(placed).add_cte(outbox.job_rows(placed, ProcessOrder))
 
 
 def to_out(order: Order) -> OrderOut:

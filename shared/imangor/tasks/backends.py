@@ -17,8 +17,6 @@ from imangor.config import get_settings
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from imangor.models import Job
-
 
 @dataclass(frozen=True)
 class TaskRequest:
@@ -31,7 +29,20 @@ class TaskRequest:
     oidc_audience: str
 
 
-def build_request(job: Job) -> TaskRequest:
+class JobLike(Protocol):
+    """What a request is built from: a `Job` row, or the outbox's record of one it enqueued."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def payload(self) -> Any: ...
+
+
+def build_request(job: JobLike) -> TaskRequest:
     settings = get_settings()
     body = json.dumps({"job_id": str(job.id), "payload": job.payload}).encode()
     return TaskRequest(

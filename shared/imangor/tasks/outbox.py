@@ -3,17 +3,37 @@ causes it, and handed to Cloud Tasks only after that transaction commits.
 
 A rolled-back request therefore enqueues nothing, and a commit whose push fails (Cloud Tasks
 unreachable, instance killed) leaves the outbox row for the `outbox-sweep` job to push.
+
+The after-commit push of what this process just committed (`push_committed`) reads nothing
+back: each job's request is built from what was enqueued, its outbox row is taken (deleted,
+skipping rows a sweep holds) and the push made in one transaction, which rolls back, row
+kept and the failure recorded, if the push fails. The sweep (`push`) reads the rows.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import CTE, String, Uuid, delete, event, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    CTE,
+    Table,
+    Uuid,
+    bindparam,
+    delete,
+    event,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningDelete
 
 from imangor.db import after_close
 from imangor.models import Job, OutboxEntry
@@ -21,7 +41,17 @@ from imangor.tasks.backends import build_request, get_backend
 from imangor.tasks.declare import MAX_PAYLOAD_BYTES, TaskPayload
 
 log = logging.getLogger(__name__)
-PENDING_KEY = "imangor_outbox"
+PENDING_KEY = "imangor_outbox"  # session.info: the Enqueued jobs to push after commit
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """A job as enqueued: all `build_request` needs, so the push reads nothing back."""
+
+    id: uuid.UUID
+    kind: str
+    queue: str
+    payload: dict[str, Any]
 
 
 def enqueue(
@@ -44,38 +74,52 @@ def enqueue(
     session.add(job)
     session.add(OutboxEntry(job_id=job.id))
     session.flush()
-    session.info.setdefault(PENDING_KEY, []).append(job.id)
+    _pending(session, Enqueued(job.id, job.kind, job.queue, body))
     return job
 
 
-def enqueue_with(
-    session: Session, source: CTE, payload: TaskPayload, *, user_id: uuid.UUID, job_id: uuid.UUID
-) -> CTE:
-    """`enqueue` as part of a write's own statement: the job and its outbox row are inserted
-    once per row of `source` (a CTE of that statement), so no row, no job. Returns the CTE to
-    attach (`add_cte`); the job is pushed after commit like any other."""
+def job_rows(source: CTE, task: type[TaskPayload]) -> CTE:
+    """`enqueue` as part of a write's own statement: CTEs inserting a `task` job and its
+    outbox row once per row of `source` (a CTE of that statement), so no row, no job.
+
+    Attach the result to the statement (`add_cte`) and execute it with `enqueued(...)`'s
+    parameters (`job_id`, `job_payload`, `job_user_id`). Built from bind parameters only, a
+    statement made with it can be built once and reused (its compiled SQL is cached)."""
     job = (
         insert(Job)
         .from_select(
             ["id", "kind", "queue", "payload", "user_id"],
             select(
-                literal(job_id, Uuid()),
-                literal(payload.task_name, String()),
-                literal(payload.queue, String()),
-                literal(_body(payload), JSONB()),
-                literal(user_id, Uuid()),
+                bindparam("job_id", type_=Uuid()),
+                literal(task.task_name),
+                literal(task.queue),
+                bindparam("job_payload", type_=JSONB()),
+                bindparam("job_user_id", type_=Uuid()),
             ).select_from(source),
             include_defaults=False,  # the columns' server defaults (status, attempts) apply
         )
         .returning(Job.__table__.c.id)
-        .cte(f"job_{payload.task_name}")
+        .cte(f"job_{task.task_name}")
     )
-    session.info.setdefault(PENDING_KEY, []).append(job_id)
     return (
         insert(OutboxEntry)
         .from_select(["job_id"], select(job.c.id), include_defaults=False)
         .cte("queued")
     )
+
+
+def enqueued(
+    session: Session, payload: TaskPayload, *, user_id: uuid.UUID, job_id: uuid.UUID
+) -> dict[str, Any]:
+    """The parameters of a `job_rows` statement for this job, which is pushed after commit
+    (a rollback forgets it)."""
+    body = _body(payload)
+    _pending(session, Enqueued(job_id, payload.task_name, payload.queue, body))
+    return {"job_id": job_id, "job_payload": body, "job_user_id": user_id}
+
+
+def _pending(session: Session, job: Enqueued) -> None:
+    session.info.setdefault(PENDING_KEY, []).append(job)
 
 
 def _body(payload: TaskPayload) -> dict[str, object]:
@@ -86,23 +130,78 @@ def _body(payload: TaskPayload) -> dict[str, object]:
 
 @event.listens_for(Session, "after_commit")
 def _push_after_commit(session: Session) -> None:
-    job_ids = session.info.pop(PENDING_KEY, None)
-    if job_ids:
+    jobs = session.info.pop(PENDING_KEY, None)
+    if jobs:
         # Pushing needs a connection; wait until this session has returned its own.
-        after_close(session, lambda: _push_quietly(job_ids))
+        after_close(session, lambda: _push_quietly(jobs))
 
 
-def _push_quietly(job_ids: list[uuid.UUID]) -> None:
+def _push_quietly(jobs: list[Enqueued]) -> None:
     """The request already succeeded: a failed push is logged and left to the sweep."""
     try:
-        push(job_ids)
+        push_committed(jobs)
     except Exception:
-        log.exception("pushing %d committed jobs failed; the outbox sweep will retry", len(job_ids))
+        log.exception("pushing %d committed jobs failed; the outbox sweep will retry", len(jobs))
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_on_rollback(session: Session) -> None:
     session.info.pop(PENDING_KEY, None)
+
+
+@functools.cache
+def _take() -> ReturningDelete[tuple[uuid.UUID]]:
+    """Delete these jobs' outbox rows, skipping rows another pusher (a sweep) holds."""
+    table = cast(Table, OutboxEntry.__table__)
+    held = (
+        select(table.c.job_id)
+        .where(table.c.job_id == bindparam("ids", type_=ARRAY(Uuid())).any_())
+        .with_for_update(skip_locked=True)
+    )
+    return delete(table).where(table.c.job_id.in_(held.scalar_subquery())).returning(table.c.job_id)
+
+
+def push_committed(jobs: list[Enqueued]) -> int:
+    """Push jobs this process has just committed; returns how many were pushed.
+
+    One transaction: take their outbox rows (rows a sweep holds are skipped: it pushes
+    them), push each, commit. A failed push rolls it all back (rows kept, a backend that
+    queues in the database forgets its part too) and is recorded on the job's row; the sweep
+    pushes what is left, and a job pushed twice is dropped by its task name."""
+    from imangor.db import close_session, new_session
+
+    backend = get_backend()
+    session = new_session()
+    failed: tuple[Enqueued, Exception] | None = None
+    try:
+        connection = session.connection()
+        taken = set(connection.scalars(_take(), {"ids": [job.id for job in jobs]}))
+        for job in jobs:
+            if job.id in taken:
+                try:
+                    backend.push(session, build_request(job))
+                except Exception as error:
+                    failed = (job, error)
+                    break
+        if failed is None:
+            session.commit()
+            return len(taken)
+        session.rollback()
+        job, exc = failed
+        log.warning("could not push job %s (%s); the sweep will retry: %s", job.id, job.kind, exc)
+        _record_failure(session, job.id, exc)
+        session.commit()
+        return 0
+    finally:
+        close_session(session)
+
+
+def _record_failure(session: Session, job_id: uuid.UUID, exc: Exception) -> None:
+    session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.job_id == job_id)
+        .values(push_attempts=OutboxEntry.push_attempts + 1, last_error=str(exc)[:1000])
+    )
 
 
 def push(job_ids: list[uuid.UUID] | None = None, limit: int = 100) -> int:
@@ -130,11 +229,7 @@ def push(job_ids: list[uuid.UUID] | None = None, limit: int = 100) -> int:
                 log.warning(
                     "could not push job %s (%s); the sweep will retry: %s", job.id, job.kind, exc
                 )
-                session.execute(
-                    update(OutboxEntry)
-                    .where(OutboxEntry.job_id == job.id)
-                    .values(push_attempts=OutboxEntry.push_attempts + 1, last_error=str(exc)[:1000])
-                )
+                _record_failure(session, job.id, exc)
         session.commit()
     return pushed
 
