@@ -14,6 +14,7 @@ creates the real queues and Scheduler jobs from, so local and cloud read one con
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -23,10 +24,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import DateTime, Index, LargeBinary, MetaData, String, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import (
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, Insert, insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from imangor.registry import Queue
@@ -78,18 +90,31 @@ class LocalBackend:
 
     def push(self, session: Session, request: TaskRequest) -> None:
         session.execute(
-            insert(LocalTask)
-            .values(
-                name=request.name,
-                queue=request.queue,
-                url=request.url,
-                body=request.body,
-                headers=request.headers,
-                oidc_email=request.oidc_service_account,
-                oidc_audience=request.oidc_audience,
-            )
-            .on_conflict_do_nothing(index_elements=[LocalTask.name])
+            _queue_task(),
+            {
+                "name": request.name,
+                "queue": request.queue,
+                "url": request.url,
+                "body": request.body,
+                "headers": request.headers,
+                "oidc_email": request.oidc_service_account,
+                "oidc_audience": request.oidc_audience,
+            },
         )
+
+
+@functools.cache
+def _queue_task() -> Insert:
+    """The push's INSERT, built once (only its parameters vary per task)."""
+    table = cast(Table, LocalTask.__table__)
+    return (
+        insert(table)
+        .values({column: bindparam(column) for column in _PUSHED})
+        .on_conflict_do_nothing(index_elements=[table.c.name])
+    )
+
+
+_PUSHED = ("name", "queue", "url", "body", "headers", "oidc_email", "oidc_audience")
 
 
 def prepare(engine: Engine) -> None:
