@@ -214,6 +214,103 @@ def test_concurrent_duplicates_create_one_order(
     assert stock(product) == 9
 
 
+def test_concurrent_duplicates_for_the_last_unit_all_get_the_first_answer(
+    live_server: str, customer: Any, make_product: Any
+) -> None:
+    """The key is claimed after the write: a duplicate that finds the stock already taken by
+    the first (still uncommitted) must wait for the first's key and replay its 201, not
+    answer its own 409."""
+    product = make_product(stock=1)
+    answers = _duplicates(live_server, customer, product, "last-unit", 5)
+    assert [status for status, _, _ in answers] == [201] * 5
+    assert len({ident for _, ident, _ in answers}) == 1
+    assert sorted(replayed or "" for _, _, replayed in answers) == ["", *["true"] * 4]
+    assert stock(product) == 0
+    assert sql("SELECT count(*) FROM orders")[0][0] == 1
+
+
+def _duplicates(
+    live_server: str, account: Any, product: dict[str, Any], key: str, count: int
+) -> list[tuple[int, str, str | None]]:
+    barrier = threading.Barrier(count)
+    answers: list[tuple[int, str, str | None]] = []
+
+    def send() -> None:
+        barrier.wait(timeout=10)
+        response = requests.post(
+            f"{live_server}/orders/",
+            json={"product_id": product["id"], "quantity": 1},
+            headers={**account.headers, "Idempotency-Key": key},
+            timeout=30,
+        )
+        replayed = response.headers.get("Idempotent-Replayed")
+        answers.append((response.status_code, response.json().get("id", ""), replayed))
+
+    threads = [threading.Thread(target=send) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return answers
+
+
+def test_a_retry_after_the_first_committed_undoes_its_own_write(
+    client: Client, customer: Any, make_product: Any
+) -> None:
+    """A retry runs the write before it finds the key: everything it did is rolled back (the
+    stock, the order, its job and outbox row) and the first answer replayed."""
+    product = make_product(stock=1)
+    first = order(client, customer, product, 1, **{"Idempotency-Key": "retry"})
+    assert first.status_code == 201
+    tables = ("orders", "jobs", "task_outbox", "local_tasks", "idempotency_keys")
+    before = {t: sql(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    sql("UPDATE products SET stock = 5 WHERE id = :id", id=product["id"])
+    again = order(client, customer, product, 1, **{"Idempotency-Key": "retry"})
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_data() == first.get_data()
+    assert stock(product) == 5
+    assert {t: sql(f"SELECT count(*) FROM {t}")[0][0] for t in tables} == before
+
+
+def test_an_order_is_pushed_after_commit_with_no_row_left_in_the_outbox(
+    client: Client, customer: Any, make_product: Any
+) -> None:
+    product = make_product(stock=3)
+    placed = order(client, customer, product).json
+    assert sql("SELECT count(*) FROM task_outbox")[0][0] == 0
+    assert [r[0] for r in sql("SELECT name FROM local_tasks")] == [
+        f"process_order-{placed['job_id']}"
+    ]
+
+
+def test_the_order_statement_is_compiled_once(
+    client: Client, customer: Any, make_product: Any
+) -> None:
+    """The order's statement (stock, order, job, outbox row) is built once with bind
+    parameters: SQLAlchemy's compiled cache serves every order after the first."""
+    from sqlalchemy import event
+
+    from imangor.db import get_engine
+
+    product = make_product(stock=5)
+    seen: list[str] = []
+
+    def record(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: Any
+    ) -> None:
+        if "INSERT INTO orders" in statement:
+            seen.append(context.cache_hit.name)
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        for _ in range(3):
+            assert order(client, customer, product).status_code == 201
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+    assert seen[1:] == ["CACHE_HIT", "CACHE_HIT"]
+
+
 def test_expired_key_is_a_new_request(client: Client, customer: Any, make_product: Any) -> None:
     product = make_product(stock=5)
     first = order(client, customer, product, 1, **{"Idempotency-Key": "key-5"}).json

@@ -279,6 +279,52 @@ def test_cloud_tasks_unreachable_at_enqueue_commits_and_the_sweep_delivers(
     wait_for(lambda: job(job_id).status == "succeeded")
 
 
+def test_the_after_commit_push_skips_a_row_the_sweep_holds() -> None:
+    """A sweep holding the row (pushing it) is not waited for: the request's push skips it
+    and leaves it to the sweep, which deletes it once pushed."""
+    from imangor.tasks.outbox import Enqueued, push_committed
+
+    job_id = uuid.uuid4()
+    payload = {"to": "h@example.com", "subject": "s", "body": "b"}
+    with session_scope() as session:
+        session.add(Job(id=job_id, kind="send_email", queue="high-priority", payload=payload))
+        session.flush()
+        session.add(OutboxEntry(job_id=job_id))
+    with session_scope() as sweep:
+        held = sweep.execute(
+            select(OutboxEntry).where(OutboxEntry.job_id == job_id).with_for_update()
+        ).scalar_one()
+        assert held is not None
+        assert push_committed([Enqueued(job_id, "send_email", "high-priority", payload)]) == 0
+    with session_scope() as session:
+        assert session.get(OutboxEntry, job_id) is not None  # still there for the sweep
+        assert session.scalar(select(func.count()).select_from(LocalTask)) == 0
+
+
+def test_a_failed_after_commit_push_undoes_its_part_and_is_recorded(
+    monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """The push's transaction rolls back as a whole when a push fails: the outbox row stays
+    (with the failure recorded), and a backend that wrote before failing wrote nothing."""
+
+    def half_then_fail(self: Any, session: Any, request: Any) -> None:
+        session.execute(
+            text(
+                "INSERT INTO local_tasks (name, queue, url, body, headers) "
+                "VALUES ('half', 'main', 'u', '', '{}')"
+            )
+        )
+        raise ConnectionError("Cloud Tasks went away mid-push")
+
+    monkeypatch.setattr(LocalBackend, "push", half_then_fail)
+    job_id = enqueue_committed(SendEmail(to="f@example.com", subject="s", body="b"))
+    with session_scope() as session:
+        entry = session.get(OutboxEntry, job_id)
+        assert entry is not None and entry.push_attempts == 1
+        assert "went away" in (entry.last_error or "")
+        assert session.scalar(select(func.count()).select_from(LocalTask)) == 0
+
+
 def test_a_dispatcher_killed_mid_task_delivers_it_after_restart(
     live_server: str, signer: Any
 ) -> None:

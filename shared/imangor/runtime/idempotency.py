@@ -1,8 +1,8 @@
 """Endpoints declared `idempotent=True`: the first answer to an `Idempotency-Key` is replayed.
 
 The runtime reads the header, then runs the endpoint through `imangor.services.idempotency`,
-which claims the key in the request's own transaction and stores the answer before commit
-(see there for what that guarantees under failures and concurrent duplicates). The answer
+which claims the key with the answer in the request's own transaction, after the write and
+before commit (see there for what that guarantees under failures and concurrent duplicates). The answer
 kept is the response as sent: its status, the headers the endpoint set (`Location`), and
 its body; a replay is marked `Idempotent-Replayed: true`.
 """
