@@ -2,9 +2,9 @@
 
 The runtime reads the header, then runs the endpoint through `imangor.services.idempotency`,
 which claims the key with the answer in the request's own transaction, after the write and
-before commit (see there for what that guarantees under failures and concurrent duplicates). The answer
-kept is the response as sent: its status, the headers the endpoint set (`Location`), and
-its body; a replay is marked `Idempotent-Replayed: true`.
+before commit (see there for what that guarantees under failures and concurrent duplicates).
+The answer kept is the response as sent: its status, the headers the endpoint set
+(`Location`), and its body; a replay is marked `Idempotent-Replayed: true`.
 """
 
 from __future__ import annotations
