@@ -325,6 +325,30 @@ def test_a_failed_after_commit_push_undoes_its_part_and_is_recorded(
         assert session.scalar(select(func.count()).select_from(LocalTask)) == 0
 
 
+def test_one_failed_push_does_not_hold_back_the_other_jobs_of_its_commit(
+    monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """Jobs committed together are pushed in one transaction; one that cannot be pushed is
+    recorded and left to the sweep, and the others are pushed without it."""
+    real_push = LocalBackend.push
+
+    def refuse_one(self: Any, session: Any, request: Any) -> None:
+        if "refused@" in request.body.decode():
+            raise ConnectionError("Cloud Tasks refused this task")
+        real_push(self, session, request)
+
+    monkeypatch.setattr(LocalBackend, "push", refuse_one)
+    with session_scope() as session:
+        first = enqueue(session, SendEmail(to="ok1@example.com", subject="s", body="b")).id
+        refused = enqueue(session, SendEmail(to="refused@example.com", subject="s", body="b")).id
+        last = enqueue(session, SendEmail(to="ok2@example.com", subject="s", body="b")).id
+    with session_scope() as session:
+        left = session.scalars(select(OutboxEntry)).all()
+        assert [(e.job_id, e.push_attempts) for e in left] == [(refused, 1)]
+        names = set(session.scalars(select(LocalTask.name)))
+        assert names == {f"send_email-{first}", f"send_email-{last}"}
+
+
 def test_a_dispatcher_killed_mid_task_delivers_it_after_restart(
     live_server: str, signer: Any
 ) -> None:

@@ -166,32 +166,43 @@ def push_committed(jobs: list[Enqueued]) -> int:
 
     One transaction: take their outbox rows (rows a sweep holds are skipped: it pushes
     them), push each, commit. A failed push rolls it all back (rows kept, a backend that
-    queues in the database forgets its part too) and is recorded on the job's row; the sweep
-    pushes what is left, and a job pushed twice is dropped by its task name."""
+    queues in the database forgets its part too) and is recorded on the job's row; the
+    other jobs are pushed again without it. The sweep pushes what is left, and a job pushed
+    twice is dropped by its task name."""
+    pushed, remaining = 0, list(jobs)
+    while remaining:
+        done, failed = _push_together(remaining)
+        pushed += done
+        if failed is None:
+            break
+        remaining = [job for job in remaining if job is not failed]
+    return pushed
+
+
+def _push_together(jobs: list[Enqueued]) -> tuple[int, Enqueued | None]:
+    """(jobs pushed, None), or (0, the job whose push failed) with everything rolled back."""
     from imangor.db import close_session, new_session
 
     backend = get_backend()
     session = new_session()
-    failed: tuple[Enqueued, Exception] | None = None
     try:
         connection = session.connection()
         taken = set(connection.scalars(_take(), {"ids": [job.id for job in jobs]}))
         for job in jobs:
-            if job.id in taken:
-                try:
-                    backend.push(session, build_request(job))
-                except Exception as error:
-                    failed = (job, error)
-                    break
-        if failed is None:
-            session.commit()
-            return len(taken)
-        session.rollback()
-        job, exc = failed
-        log.warning("could not push job %s (%s); the sweep will retry: %s", job.id, job.kind, exc)
-        _record_failure(session, job.id, exc)
+            if job.id not in taken:
+                continue
+            try:
+                backend.push(session, build_request(job))
+            except Exception as exc:
+                session.rollback()
+                log.warning(
+                    "could not push job %s (%s); the sweep will retry: %s", job.id, job.kind, exc
+                )
+                _record_failure(session, job.id, exc)
+                session.commit()
+                return 0, job
         session.commit()
-        return 0
+        return len(taken), None
     finally:
         close_session(session)
 
