@@ -175,8 +175,8 @@ def functions_framework(source: Path, target: str, port: int) -> list[str]:
     ]
 
 
-def unit(name: str) -> Path:
-    return ROOT / "functions" / name / "main.py"
+def unit(name: str, code: Path) -> Path:
+    return code / "functions" / name / "main.py"
 
 
 def uv() -> list[str]:
@@ -202,7 +202,9 @@ def peer(port: int, workers: int) -> list[str]:
     ]
 
 
-def targets(pairs: list[tuple[str, str]]) -> list[Target]:
+def targets(pairs: list[tuple[str, str]], code: Path = ROOT) -> list[Target]:
+    """Every target; our units run the code of the checkout `code` (by default this one)."""
+
     def bearer(token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
@@ -213,7 +215,7 @@ def targets(pairs: list[tuple[str, str]]) -> list[Target]:
     peer_me: list[load.Request] = [(m, api + p, b, h) for m, p, b, h in me]
     peer_items: list[load.Request] = [(m, api + p, b, h) for m, p, b, h in items]
     ff = server_env(THREADS=str(THREADS))
-    ours = {**ff, "DB_POOL_SIZE": str(THREADS)}
+    ours = {**ff, "DB_POOL_SIZE": str(THREADS), "PYTHONPATH": f"{code / 'shared'}:{ROOT}"}
     port = iter(range(FIRST_PORT, FIRST_PORT + 100))
     hello: list[load.Request] = [("GET", "/", None, {})] * len(pairs)
     ff_ = functions_framework
@@ -233,10 +235,16 @@ def targets(pairs: list[tuple[str, str]]) -> list[Target]:
             root,
             "",
         ),
-        Target("ours GET /users/me", ff_(unit("users"), "users", next(port)), ours, me, "users/me"),
+        Target(
+            "ours GET /users/me",
+            ff_(unit("users", code), "users", next(port)),
+            ours,
+            me,
+            "users/me",
+        ),
         Target(
             "ours GET /items/{id}",
-            ff_(unit("items"), "items", next(port)),
+            ff_(unit("items", code), "items", next(port)),
             ours,
             items,
             "items/{id}",
@@ -404,11 +412,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=load.CLIENTS, default="auto")
     parser.add_argument("--label", default="current code")
     parser.add_argument("--only", default="", help="comma-separated substrings of target names")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="run our units from this copy of shared/ and functions/ (e.g. an earlier commit's)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, do not update reads.md")
     args = parser.parse_args(argv)
     client = load.choose_client(args.client)
     pairs = prepare()
-    chosen = targets(pairs)
+    chosen = targets(pairs, args.code.resolve())
     if args.only:
         wanted = args.only.split(",")
         chosen = [t for t in chosen if t.name == FLOOR or any(w in t.name for w in wanted)]

@@ -5,6 +5,15 @@ set, from the Cloud SQL Python Connector, which is imported only then (≈1.4 s 
 The pool is small because every serverless instance has its own; Terraform bounds instances so
 that all pools together fit Cloud SQL's max_connections.
 
+A connection is pinged before reuse only when it sat idle in the pool for more than
+`PING_IDLE_AFTER` seconds (what SQLAlchemy's `pool_pre_ping` does on every checkout cost a
+round trip per request); one that dies between two close requests fails its request with a
+503 and SQLAlchemy then discards every connection of the pool opened before it.
+
+A read-only request (a GET) runs its statements in autocommit: no BEGIN and no COMMIT round
+trip. Under READ COMMITTED each statement sees its own snapshot either way, so a read loses
+nothing; a read-only session refuses to write (`READ_ONLY`).
+
 Every connection has a socket timeout (`DB_SOCKET_TIMEOUT`, on connect and on every read), so a
 database that stops answering (frozen, partitioned, failing over) costs a request at most that
 long before the runtime answers 503, and the broken connection is discarded, never reused.
@@ -14,13 +23,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from imangor.config import SSL_KEYS, Settings, database_tls, get_settings
 
@@ -28,6 +40,12 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _engine: Engine | None = None
 _sessions = sessionmaker(autoflush=True, expire_on_commit=False)
+# Seconds a pooled connection may sit unused before it is pinged on its next checkout: a
+# connection in steady use is known to work; one left idle may have been dropped (a restart,
+# a failover, a proxy's idle timeout) and is replaced before a request sees it.
+PING_IDLE_AFTER = 1.0
+_RETURNED = "imangor_returned"  # connection record info: monotonic time of the last checkin
+READ_ONLY = "imangor_read_only"  # session info: statements run in autocommit, writes refused
 
 
 def sqlalchemy_url(plain_url: str) -> URL:
@@ -137,7 +155,7 @@ def build_engine(settings: Settings) -> Engine:
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": settings.db_pool_recycle,
-        "pool_pre_ping": True,
+        "pool_pre_ping": False,  # `_ping_if_idle` instead
         # Errors (logged, and kept in a failed job's `error`) must never carry bound values:
         # password hashes, e-mails, token digests.
         "hide_parameters": True,
@@ -156,7 +174,31 @@ def build_engine(settings: Settings) -> Engine:
     else:
         raise RuntimeError("no database configured: set DATABASE_URL or INSTANCE_CONNECTION_NAME")
     event.listen(engine, "handle_error", _socket_errors_disconnect)
+    event.listen(engine, "checkout", _ping_if_idle)
+    event.listen(engine, "checkin", _returned)
     return engine
+
+
+def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Ping a connection that sat idle for more than PING_IDLE_AFTER seconds (in autocommit:
+    the ping must not open the request's transaction); a dead one is replaced (the pool
+    retries the checkout on DisconnectionError)."""
+    returned = record.info.get(_RETURNED)
+    if returned is None or time.monotonic() - returned <= PING_IDLE_AFTER:
+        return  # brand new, or in steady use
+    try:
+        dbapi_connection.autocommit = True
+        dbapi_connection.cursor().execute(";")
+        dbapi_connection.autocommit = False
+    except Exception as exc:
+        raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
+
+
+def _returned(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    if dbapi_connection is None:  # invalidated
+        return
+    dbapi_connection.autocommit = False  # a read-only request's autocommit ends with it
+    record.info[_RETURNED] = time.monotonic()
 
 
 def _socket_errors_disconnect(context: ExceptionContext) -> None:
@@ -195,12 +237,37 @@ def dispose_engine() -> None:
 AFTER_CLOSE = "imangor_after_close"
 
 
-def new_session() -> Session:
+def new_session(*, read_only: bool = False) -> Session:
     """A session; close it with `close_session` so work deferred until its connection is
-    back in the pool (see `after_close`) runs."""
+    back in the pool (see `after_close`) runs. A `read_only` one runs each statement in
+    autocommit (no BEGIN/COMMIT round trips) and raises on any write; end it with
+    `close_session` (there is nothing to commit)."""
     session = _sessions(bind=get_engine())
     session.info[AFTER_CLOSE] = []
+    if read_only:
+        session.info[READ_ONLY] = True
     return session
+
+
+@event.listens_for(Session, "after_begin")
+def _autocommit_reads(session: Session, _transaction: Any, connection: Any) -> None:
+    """pg8000 sends BEGIN before the first statement unless the connection is in autocommit;
+    `_returned` turns autocommit off again when the connection goes back to the pool."""
+    if session.info.get(READ_ONLY):
+        connection.connection.driver_connection.autocommit = True
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY):
+        raise RuntimeError("a read-only session (a GET request's) tried to write")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_dml(state: ORMExecuteState) -> None:
+    writes = state.is_insert or state.is_update or state.is_delete
+    if writes and state.session.info.get(READ_ONLY):
+        raise RuntimeError("a read-only session (a GET request's) tried to write")
 
 
 def after_close(session: Session, callback: Callable[[], None]) -> None:
