@@ -33,19 +33,33 @@ def _change_user(account: Any, **values: Any) -> None:
 
 
 def _wire_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every statement pg8000 itself sends (BEGIN, COMMIT and pings too)."""
+    """What pg8000 itself sends, one entry per round trip: `simple: <sql>` (BEGIN, COMMIT,
+    pings), `unnamed: <sql>` (three round trips), `prepare: <sql>` (once per connection and
+    statement) and `named: <sql>` (a prepared statement run: one round trip)."""
     import pg8000.core
 
     sent: list[str] = []
-    for name in ("execute_simple", "execute_unnamed"):
-        original = getattr(pg8000.core.CoreConnection, name)
+    methods = {
+        "execute_simple": "simple",
+        "execute_unnamed": "unnamed",
+        "prepare_statement": "prepare",
+        "execute_named": "named",
+    }
+    for method, label in methods.items():
+        original = getattr(pg8000.core.CoreConnection, method)
 
-        def spy(self: Any, statement: str, *args: Any, _original: Any = original, **kw: Any) -> Any:
-            sent.append(" ".join(statement.split())[:40].lower())
-            return _original(self, statement, *args, **kw)
+        def spy(self: Any, *args: Any, _original: Any = original, _label: str = label) -> Any:
+            text = next((a for a in reversed(args) if isinstance(a, str)), "")
+            sent.append(f"{_label}: {' '.join(text.split())[:40].lower()}")
+            return _original(self, *args)
 
-        monkeypatch.setattr(pg8000.core.CoreConnection, name, spy)
+        monkeypatch.setattr(pg8000.core.CoreConnection, method, spy)
     return sent
+
+
+def _runs(sent: list[str]) -> list[str]:
+    """The round trips a request makes once its connection has prepared its statements."""
+    return [s for s in sent if not s.startswith("prepare:")]
 
 
 # -- round trips -----------------------------------------------------------------------------
@@ -60,8 +74,8 @@ def test_reading_me_is_one_statement_and_no_transaction(
     answer = client.get("/users/me", headers=account.headers)
     assert answer.status_code == 200
     assert answer.json["email"] == account.email
-    assert len(sent) == 1, sent
-    assert sent[0].startswith("select users.")
+    assert _runs(sent) == [sent[-1]], sent
+    assert sent[-1].startswith("named: select users.")
 
 
 def test_reading_an_item_is_one_statement_with_the_account(
@@ -74,7 +88,8 @@ def test_reading_an_item_is_one_statement_with_the_account(
     answer = client.get(f"/items/{item_id}", headers=account.headers)
     assert answer.status_code == 200
     assert answer.json["id"] == item_id
-    assert len(sent) == 1, sent
+    assert _runs(sent) == [sent[-1]], sent
+    assert sent[-1].startswith("named: select users.")
 
 
 def test_a_write_still_commits_its_transaction(
@@ -84,8 +99,9 @@ def test_a_write_still_commits_its_transaction(
     sent = _wire_statements(monkeypatch)
     created = client.post("/items/", json={"title": "x"}, headers=account.headers)
     assert created.status_code == 201
-    assert sent[0] == "begin transaction"
-    assert sent[-1] == "commit"
+    assert sent[0] == "simple: begin transaction"
+    assert sent[-1] == "simple: commit"
+    assert not [s for s in sent if s.startswith("unnamed:")]  # three round trips each
 
 
 # -- guarantees ------------------------------------------------------------------------------
