@@ -238,3 +238,38 @@ def test_a_read_sends_the_script_digest_not_its_text(
         assert answer.headers["RateLimit-Remaining"]
     assert commands[-1] == "EVALSHA"
     assert "EVAL" not in commands
+
+
+# -- remembered token claims -----------------------------------------------------------------
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imangor.auth import tokens
+    from imangor.errors import NotAuthenticated
+
+    token, ttl = tokens.issue_access_token(uuid.uuid4(), "customer")
+    claims = tokens.decode_access_token(token)
+    assert tokens.decode_access_token(token) is claims  # remembered
+    later = time.time() + ttl + 3600
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    with pytest.raises(NotAuthenticated, match="expired"):
+        tokens.decode_access_token(token)
+
+
+def test_a_remembered_token_is_checked_again_under_a_new_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imangor.auth import tokens
+    from imangor.config import get_settings
+    from imangor.errors import NotAuthenticated
+
+    token, _ = tokens.issue_access_token(uuid.uuid4(), "customer")
+    tokens.decode_access_token(token)
+    monkeypatch.setenv("SECRET_KEY", "another-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(NotAuthenticated, match="invalid"):
+            tokens.decode_access_token(token)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -258,9 +258,30 @@ def build_engine(settings: Settings) -> Engine:
     else:
         raise RuntimeError("no database configured: set DATABASE_URL or INSTANCE_CONNECTION_NAME")
     event.listen(engine, "handle_error", _socket_errors_disconnect)
+    event.listen(engine, "connect", _fast_timestamps)
     event.listen(engine, "checkout", _ping_if_idle)
     event.listen(engine, "checkin", _returned)
     return engine
+
+
+TIMESTAMPTZ = 1184  # PostgreSQL's type oid
+
+
+def _fast_timestamps(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    """pg8000 parses each timestamptz with `strptime` (about 6 µs; a row has two or more):
+    `fromisoformat` reads PostgreSQL's output format in a fraction of that, and whatever it
+    cannot (infinity, BC dates) still goes to pg8000's own parser."""
+    from datetime import datetime
+
+    from pg8000.converters import timestamptz_in
+
+    def parse(text: str) -> Any:
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return timestamptz_in(text)
+
+    dbapi_connection.register_in_adapter(TIMESTAMPTZ, parse)
 
 
 def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:

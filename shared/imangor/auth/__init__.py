@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from imangor.auth.principal import Principal
@@ -84,11 +85,9 @@ def _principal_from_jwt(
         user = session.get(User, user_id)
         loaded: Any = None
     else:
-        from sqlalchemy import select
-
         model, object_id = preload
         found = session.execute(
-            select(User, model).outerjoin(model, model.id == object_id).where(User.id == user_id)
+            _with_account(model), {"user_id": user_id, "object_id": object_id}
         ).one_or_none()
         user, loaded = found if found is not None else (None, None)
     # The session's identity map holds rows weakly: keep these for the request, so the
@@ -100,6 +99,18 @@ def _principal_from_jwt(
     if _issued_before(claims["iat"], user.tokens_valid_after):
         raise NotAuthenticated("the session was revoked; please sign in again")
     return Principal(user_id=user.id, role=user.role)
+
+
+@cache
+def _with_account(model: Any) -> Any:
+    """The caller's account and the row `object_id` of `model` (None if there is none), in
+    one statement (built once per model: SQLAlchemy then reuses its compiled form)."""
+    from sqlalchemy import bindparam, select
+
+    from imangor.models import User
+
+    joined = model.id == bindparam("object_id")
+    return select(User, model).outerjoin(model, joined).where(User.id == bindparam("user_id"))
 
 
 def _issued_before(iat: float, valid_after: datetime | None) -> bool:
