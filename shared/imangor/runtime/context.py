@@ -48,7 +48,9 @@ class Context:
         from imangor.db import close_session
 
         try:
-            if commit and not self.read_only:  # a read-only session has nothing to commit
+            if self.read_only:
+                pass  # autocommit: nothing to commit or roll back; closing releases it
+            elif commit:
                 session.commit()
             else:
                 session.rollback()
