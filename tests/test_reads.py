@@ -265,7 +265,7 @@ def test_a_remembered_token_is_checked_again_under_a_new_key(
 
     token, _ = tokens.issue_access_token(uuid.uuid4(), "customer")
     tokens.decode_access_token(token)
-    monkeypatch.setenv("SECRET_KEY", "another-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+    monkeypatch.setenv("SECRET_KEY", uuid.uuid4().hex * 2)  # a key of its own
     get_settings.cache_clear()
     try:
         with pytest.raises(NotAuthenticated, match="invalid"):
