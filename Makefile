@@ -64,6 +64,7 @@ bench: install  ## run every benchmark (results in bench/results/, summarised in
 	$(RUN) python bench/login.py
 	$(RUN) python bench/tasks.py
 	$(RUN) python bench/api.py
+	$(RUN) python bench/reads.py
 
 capacity: install  ## what RPS req/s of the model's mix needs on Google Cloud (default 10000)
 	$(RUN) python -m infra.capacity --rps $(or $(RPS),10000)

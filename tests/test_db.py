@@ -34,13 +34,20 @@ def test_session_scope_rolls_back_on_error() -> None:
     assert _count() == 0  # ...and is gone
 
 
-def test_pool_is_small_and_pre_pings() -> None:
+def test_pool_is_small_and_pings_idle_connections() -> None:
+    from sqlalchemy import event
+
+    from imangor import db
     from imangor.db import get_engine
 
     pool = get_engine().pool
     assert pool.size() == 4  # type: ignore[attr-defined]  # one connection per request thread
     assert pool._max_overflow == 0  # type: ignore[attr-defined]  # overflow = churn
-    assert get_engine().pool._pre_ping  # type: ignore[attr-defined]
+    # Not on every checkout (a round trip per request): on those idle for over a second
+    # (tests/test_reads.py drops idle connections and reads on).
+    assert not get_engine().pool._pre_ping  # type: ignore[attr-defined]
+    assert event.contains(get_engine(), "checkout", db._ping_if_idle)
+    assert db.PING_IDLE_AFTER <= 1.0
 
 
 def test_outbox_push_waits_until_the_request_connection_is_back() -> None:

@@ -2,7 +2,8 @@
 
 It verifies an HS256 access token with PyJWT and reads the caller's row through a SQLAlchemy 2
 ORM session over pg8000. The engine is created at import, as a hand-written function would;
-the first connection is opened by the first request.
+the first connection is opened by the first request. Its pool holds POOL_SIZE connections
+(default 2, with 2 more in overflow); bench/reads.py gives it as many as the server's threads.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 SECRET_KEY = os.environ["SECRET_KEY"]
 ENGINE = create_engine(
     make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql+pg8000"),
-    pool_size=2,
+    pool_size=int(os.environ.get("POOL_SIZE", "2")),
     max_overflow=2,
     pool_pre_ping=True,
 )

@@ -25,7 +25,7 @@ def create_item(body: ItemIn, ctx: Context) -> ItemOut:
     return item
 
 
-@unit.get("/items/{item_id}")
+@unit.get("/items/{item_id}", preload=("Item", "item_id"))
 def read_item(path: ItemPath, ctx: Context) -> ItemOut:
     """Read one of your items (another user's item is a 404)."""
     from imangor.services import items

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from imangor.errors import RateLimited, ServiceUnavailable
 
 if TYPE_CHECKING:
+    from redis import Redis
+
     from imangor.auth.principal import Principal
     from imangor.registry import Endpoint
 
@@ -40,6 +42,20 @@ return {0, 0, oldest + window - now}
 """
 
 
+_script_of: Any = None  # the Script for the current client (tests replace the client)
+
+
+def _script(client: Redis) -> Any:
+    """SLIDING_WINDOW as a redis-py Script: EVALSHA sends the script's 40-byte digest instead
+    of its text, and Script loads the text again when Redis answers NOSCRIPT (after a
+    restart, a failover or SCRIPT FLUSH)."""
+    global _script_of
+    script = _script_of
+    if script is None or script.registered_client is not client:
+        script = _script_of = client.register_script(SLIDING_WINDOW)
+    return script
+
+
 def hit(key: str, limit: int, window_seconds: int, *, fail_closed: bool = False) -> tuple[int, int]:
     """Count one request against `key`; (remaining, seconds to reset), or raise RateLimited."""
     from redis.exceptions import RedisError
@@ -48,15 +64,8 @@ def hit(key: str, limit: int, window_seconds: int, *, fail_closed: bool = False)
 
     now_ms = int(time.time() * 1000)
     try:
-        reply: Any = get_redis().eval(
-            SLIDING_WINDOW,
-            1,
-            f"rl:{key}",
-            str(limit),
-            str(window_seconds * 1000),
-            str(now_ms),
-            uuid.uuid4().hex,
-        )
+        arguments = [str(limit), str(window_seconds * 1000), str(now_ms), uuid.uuid4().hex]
+        reply: Any = _script(get_redis())(keys=[f"rl:{key}"], args=arguments)
         allowed, remaining, reset_ms = reply
     except RedisError as exc:
         if fail_closed:

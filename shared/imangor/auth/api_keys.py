@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from imangor.db import ONE_STATEMENT_WRITE
 from imangor.errors import NotAuthenticated
 from imangor.models import ApiKey, User
 
@@ -39,5 +40,9 @@ def verify_key(session: Session, presented: str) -> tuple[ApiKey, User]:
         raise NotAuthenticated("the API key's owner no longer exists or is disabled")
     now = datetime.now(UTC)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
-        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        # One statement: in a GET's autocommit session it commits on its own (see imangor.db).
+        session.execute(
+            update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now),
+            execution_options={ONE_STATEMENT_WRITE: True},
+        )
     return key, user

@@ -7,6 +7,8 @@ tokens signed by the old one are still accepted until they expire.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -41,8 +43,31 @@ def issue_access_token(user_id: uuid.UUID, role: str) -> tuple[str, int]:
 
 
 def decode_access_token(token: str) -> dict[str, Any]:
-    """The verified claims, or NotAuthenticated for anything forged, expired or misaddressed."""
+    """The verified claims, or NotAuthenticated for anything forged, expired or misaddressed.
+
+    A client sends the same token with every request until it expires: once verified (by
+    these settings: a new key starts afresh), its claims are remembered, and a repeat only
+    has its expiry checked. The account behind it is still read on every request."""
     settings = get_settings()
+    verified_by, claims = _verified.get(token, (None, None))
+    if verified_by is settings and claims is not None:
+        if float(claims["exp"]) + settings.jwt_leeway_seconds < time.time():
+            raise NotAuthenticated("the access token has expired")
+        return claims
+    claims = _decode(token, settings)
+    with _verified_lock:
+        if len(_verified) >= VERIFIED_TOKENS:
+            _verified.pop(next(iter(_verified)), None)  # the oldest
+        _verified[token] = (settings, claims)
+    return claims
+
+
+VERIFIED_TOKENS = 4096  # tokens whose claims a process remembers (the oldest go first)
+_verified: dict[str, tuple[Settings, dict[str, Any]]] = {}
+_verified_lock = threading.Lock()
+
+
+def _decode(token: str, settings: Settings) -> dict[str, Any]:
     try:
         key = _verification_key(settings, token)
         return jwt.decode(

@@ -49,7 +49,10 @@ class BodyGuard:
         limit = get_settings().max_body_bytes
         declared = _declared_length(environ)
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        endpoint = self.endpoint_for(environ.get("REQUEST_METHOD", "GET"), _path(environ))
+        # Without a declared length or chunks there is no body to allow: no route lookup.
+        endpoint = None
+        if declared or chunked:
+            endpoint = self.endpoint_for(environ.get("REQUEST_METHOD", "GET"), _path(environ))
         takes_body = endpoint is not None and "body" in endpoint.inputs
         if declared is not None and declared > limit:
             environ[REFUSED] = declared

@@ -20,6 +20,7 @@ class Context:
     request_id: str
     client_ip: str
     principal: Principal | None = None
+    read_only: bool = False  # a GET: its session reads in autocommit and refuses writes
     response_headers: dict[str, str] = field(default_factory=dict)
     _session: Session | None = None
 
@@ -29,7 +30,7 @@ class Context:
         if self._session is None:
             from imangor.db import new_session
 
-            self._session = new_session()
+            self._session = new_session(read_only=self.read_only)
         return self._session
 
     @property
@@ -47,7 +48,9 @@ class Context:
         from imangor.db import close_session
 
         try:
-            if commit:
+            if self.read_only:
+                pass  # autocommit: nothing to commit or roll back; closing releases it
+            elif commit:
                 session.commit()
             else:
                 session.rollback()

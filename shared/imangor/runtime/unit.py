@@ -101,6 +101,7 @@ class Unit:
         raw: bool = False,
         idempotent: bool = False,
         produces: tuple[str, ...] = (),
+        preload: tuple[str, str] | None = None,
     ) -> Callable[[F], F]:
         if isinstance(rate_limit, str) and rate_limit not in ("off", *Settings.model_fields):
             raise TypeError(f"{method} {path}: rate_limit {rate_limit!r} is not a setting")
@@ -122,6 +123,7 @@ class Unit:
                     raw=raw,
                     idempotent=idempotent,
                     produces=produces,
+                    preload=preload,
                 )
             )
             return func
@@ -253,10 +255,11 @@ class Unit:
     def _call(
         self, endpoint: Endpoint, path_args: dict[str, Any], request: Request, ctx: Context
     ) -> Response:
+        ctx.read_only = endpoint.method in ("GET", "HEAD")
         if endpoint.access != "public":
             from imangor.auth import authenticate
 
-            ctx.principal = authenticate(dict(request.headers), endpoint, lambda: ctx.db)
+            ctx.principal = authenticate(dict(request.headers), endpoint, lambda: ctx.db, path_args)
         if endpoint.rate_limit != "off":
             from imangor.ratelimit import enforce
 

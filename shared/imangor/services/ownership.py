@@ -24,7 +24,15 @@ def visible(
     *,
     for_update: bool = False,
 ) -> M:
-    """The row `object_id` of `model` if `user` owns it (through `owner`) or is staff."""
+    """The row `object_id` of `model` if `user` owns it (through `owner`) or is staff.
+
+    A plain read looks in the session first: a row the runtime loaded with the caller's
+    account (`Endpoint.preload`) costs no second query; the owner is checked either way."""
+    if not for_update:
+        row = session.get(model, object_id)
+        if row is not None and (user.is_staff or getattr(row, owner.key) == user.user_id):
+            return row
+        raise NotFound(f"no {model.__name__.lower()} {object_id}")
     stmt = select(model).where(model.id == object_id)  # type: ignore[attr-defined]
     if not user.is_staff:
         stmt = stmt.where(owner == user.user_id)
