@@ -38,7 +38,7 @@ def test_the_model_reads_the_committed_bench_figures() -> None:
     for name, row in (
         ("product hit", "GET /products/{id}, cache hit"),
         ("product miss", "GET /products/{id}, cache miss"),
-        ("search", "GET /products/?q= (full text)"),
+        ("search", "GET /products/?q= mixed, 30 % broad"),
         ("category list", "GET /products/?category="),
         ("order write", "POST /orders/"),
     ):
@@ -68,7 +68,7 @@ def test_each_environment_serves_its_design_load(env: str) -> None:
 def test_an_environment_too_small_for_its_load_is_caught() -> None:
     figures, data = capacity.bench_figures(), inventory()
     found = capacity.problems(sizes("prod"), 10_000, figures, data)
-    assert "products needs 33 instances, may run 10" in found
+    assert "products needs 19 instances, may run 10" in found
     assert any(p.startswith("Cloud SQL needs 12.4 vCPU") for p in found)
     assert any(p.startswith("queue main needs 600 dispatches/s") for p in found)
     assert capacity.problems(sizes("dev"), 1_000, figures, data) == [
