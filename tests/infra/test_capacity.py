@@ -71,10 +71,10 @@ def test_an_environment_too_small_for_its_load_is_caught() -> None:
     assert "products needs 19 instances, may run 10" in found
     assert any(p.startswith("Cloud SQL needs 12.4 vCPU") for p in found)
     assert any(p.startswith("queue main needs 600 dispatches/s") for p in found)
-    assert capacity.problems(sizes("dev"), 1_000, figures, data) == [
+    assert capacity.problems(sizes("dev"), 2_000, figures, data) == [
         "products needs 4 instances, may run 2",
-        "Cloud SQL needs 1.2 vCPU, has 1",
-        "queue main needs 60 dispatches/s, allows 50",
+        "Cloud SQL needs 2.5 vCPU, has 1",
+        "queue main needs 120 dispatches/s, allows 50",
     ]
 
 
