@@ -150,8 +150,13 @@ def _check_value(path: str, value: Any, depth: int) -> None:
         raise ValueError(f"attribute {path} is not a finite number")
 
 
+# A name holds at least one character no whitespace definition counts (ECMAScript's, the
+# regex engine's, Python's strip()): so what the OpenAPI pattern allows, the validator keeps.
+NAME_HAS_TEXT = r"[^\s\x1c-\x1f\x85\ufeff]"
+
+
 class ProductIn(Input):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_HAS_TEXT)
     price: Money
     stock: int = Field(0, ge=0, le=MAX_STOCK)
     attributes: ProductAttributes
@@ -169,7 +174,7 @@ class ProductIn(Input):
 class ProductPatch(PatchInput):
     """Fields to change; `attributes`, when given, replaces the whole object."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_HAS_TEXT)
     price: Money | None = None
     stock: int | None = Field(None, ge=0, le=MAX_STOCK)
     attributes: ProductAttributes | None = None
